@@ -1,0 +1,276 @@
+"""Typed models of every configuration file under ``config/``.
+
+Every model forbids unknown keys and is frozen: a typo in a YAML file (``max_oder_rate``) must
+fail at start with the file and key named, not silently fall back to a default while real money
+trades. Values that must be positive, ordered or drawn from a set are constrained here, so the
+rest of the code can trust a loaded config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import time
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+Ticker = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- system.yaml ---------------------------------------------------------------------------
+class SystemSection(Strict):
+    """Identity of a deployment; the namespace isolates Ray actor names and Redis-backed runs."""
+
+    name: str = "quanticity"
+    namespace: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$")] = "quanticity"
+    seed: int = 7
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class RedisSection(Strict):
+    """Redis: ``url`` (or the ``REDIS_URL`` environment variable) selects an external server;
+    otherwise a private ``redis-server`` is started with AOF under ``data_dir``."""
+
+    url: str | None = None
+    data_dir: str = "var/redis"
+    appendonly: bool = True
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0 = pick a free port
+
+
+class RaySection(Strict):
+    """Ray: ``address`` joins an existing cluster (``auto``); ``None`` starts a local one."""
+
+    address: str | None = None
+    num_cpus: PositiveInt | None = None
+    include_dashboard: bool = True
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: Annotated[int, Field(ge=1, le=65535)] = 8265
+
+
+class MetricsSection(Strict):
+    """Prometheus endpoint served by the CLI process from the counters the actors report."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+
+
+class SupervisorSection(Strict):
+    """Health checking: a child that misses ``hung_after_missed`` pings in a row is restarted."""
+
+    heartbeat_interval_s: PositiveFloat = 1.0
+    ping_timeout_s: PositiveFloat = 5.0
+    hung_after_missed: PositiveInt = 3
+
+
+class UniverseSection(Strict):
+    """Symbols traded: 0/1DTE index products and the 14-day+ single names (SPEC §1)."""
+
+    zero_dte: list[Ticker] = Field(default_factory=lambda: ["SPX", "SPY", "QQQ", "IWM"])
+    long_dated: list[Ticker] = Field(
+        default_factory=lambda: [
+            "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA",
+            "COST", "WMT", "DIS", "V", "NFLX", "HOOD", "HIMS", "ORCL",
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> UniverseSection:
+        symbols = self.zero_dte + self.long_dated
+        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+        if dupes:
+            raise ValueError(f"symbols listed twice: {dupes}")
+        return self
+
+    @property
+    def symbols(self) -> list[str]:
+        """Every symbol of the universe, 0DTE products first."""
+        return [*self.zero_dte, *self.long_dated]
+
+
+class SessionSection(Strict):
+    """The simulated session ``quanticity run`` trades (``date: null`` = the last NYSE session)."""
+
+    date: dt.date | None = None
+    start: time = time(9, 30)
+    end: time | None = None  # None = the session's close (16:00, 13:00 on half days)
+    speed: PositiveFloat = 150.0
+    step_ms: PositiveInt = 1000
+
+    @field_validator("speed")
+    @classmethod
+    def _speed_cap(cls, value: float) -> float:
+        if value > 100_000:
+            raise ValueError(f"speed {value} is above the 100000x the simulator can pace")
+        return value
+
+
+class SystemFile(Strict):
+    """``config/system.yaml``."""
+
+    system: SystemSection = SystemSection()
+    redis: RedisSection = RedisSection()
+    ray: RaySection = RaySection()
+    metrics: MetricsSection = MetricsSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    universe: UniverseSection = UniverseSection()
+    session: SessionSection = SessionSection()
+
+
+# --- market.yaml ---------------------------------------------------------------------------
+class UnderlyingSpec(Strict):
+    """Starting point of one simulated underlying."""
+
+    spot: PositiveFloat
+    vol: PositiveFloat = 0.2
+    tick: PositiveFloat = 0.01
+    dividend_yield: Annotated[float, Field(ge=0, le=0.2)] = 0.0
+    strike_step: PositiveFloat = 1.0
+
+
+class HestonSpec(Strict):
+    """Stochastic-volatility dynamics shared by all simulated underlyings (Heston-style)."""
+
+    kappa: PositiveFloat = 3.0
+    vol_of_vol: PositiveFloat = 0.5
+    rho: Annotated[float, Field(ge=-1, le=1)] = -0.6
+    drift: float = 0.0
+
+
+class BookSpec(Strict):
+    """Shape of the simulated L2 books and tapes."""
+
+    levels: Annotated[int, Field(ge=1, le=20)] = 10
+    base_size: PositiveInt = 400
+    spread_ticks: PositiveInt = 1
+    trades_per_step: Annotated[float, Field(ge=0)] = 4.0
+    quotes_per_step: Annotated[int, Field(ge=1)] = 1
+
+
+class ChainSpec(Strict):
+    """Option chains the simulator lists: expiries up to ``max_dte`` and strikes around spot."""
+
+    max_dte: Annotated[int, Field(ge=0, le=365)] = 45
+    strikes_each_side: Annotated[int, Field(ge=1, le=200)] = 10
+    expiries: Annotated[int, Field(ge=1, le=60)] = 6
+    option_half_spread_pct: Annotated[float, Field(gt=0, lt=50)] = 1.5
+    refresh_steps: PositiveInt = 5
+    risk_free_rate: Annotated[float, Field(ge=-0.05, le=0.25)] = 0.045
+
+
+class MarketFile(Strict):
+    """``config/market.yaml``: the seeded synthetic market of SPEC §11."""
+
+    heston: HestonSpec = HestonSpec()
+    book: BookSpec = BookSpec()
+    chain: ChainSpec = ChainSpec()
+    underlyings: dict[Ticker, UnderlyingSpec]
+
+
+# --- trading.yaml --------------------------------------------------------------------------
+class AnalyticsSection(Strict):
+    """Per-symbol analytics: windows and when to forward a feature snapshot to strategies."""
+
+    realized_vol_window: Annotated[int, Field(ge=2)] = 300
+    momentum_window: Annotated[int, Field(ge=2)] = 30
+    forward_every_s: PositiveFloat = 5.0
+    material_change_bps: PositiveFloat = 5.0
+    snapshot_ttl_s: PositiveFloat = 30.0
+    checkpoint_every_s: PositiveFloat = 30.0
+
+
+class StrategySection(Strict):
+    """The foundation's book-imbalance momentum rule (documented in docs/strategy.md).
+
+    Bullish when L5 imbalance ≥ ``imbalance_threshold`` and momentum ≥ ``momentum_bps``
+    (bearish mirrored); liquidity gate on the underlying spread; one signal per symbol per
+    ``cooldown_s``; buys the nearest-expiry first OTM contract.
+    """
+
+    name: str = "imbalance_momentum"
+    enabled: bool = True
+    imbalance_threshold: Annotated[float, Field(gt=0, le=1)] = 0.35
+    momentum_bps: Annotated[float, Field(ge=0)] = 8.0
+    max_spread_bps: PositiveFloat = 10.0
+    cooldown_s: Annotated[float, Field(ge=0)] = 900.0
+    min_confidence: Annotated[int, Field(ge=0, le=100)] = 50
+
+
+class RiskSection(Strict):
+    """Risk-gate limits (SPEC §8)."""
+
+    account_equity: PositiveFloat = 100_000.0
+    risk_per_trade_pct: Annotated[float, Field(gt=0, le=5)] = 1.0
+    max_open_per_direction: PositiveInt = 3
+    daily_loss_warn_pct: Percent = 4.0
+    daily_loss_halt_pct: Percent = 6.0
+    max_orders_per_minute: PositiveInt = 30
+    max_notional_per_order: PositiveFloat = 10_000.0
+    max_contracts_per_order: PositiveInt = 100
+    max_option_spread_pct: Percent = 10.0
+    zero_dte_cutoff: time = time(15, 30)
+    max_input_age_s: PositiveFloat = 60.0
+
+    @model_validator(mode="after")
+    def _warn_before_halt(self) -> RiskSection:
+        if self.daily_loss_warn_pct >= self.daily_loss_halt_pct:
+            raise ValueError(
+                f"daily_loss_warn_pct ({self.daily_loss_warn_pct}) must be below "
+                f"daily_loss_halt_pct ({self.daily_loss_halt_pct})"
+            )
+        return self
+
+
+class ExecutionSection(Strict):
+    """Order routing against the simulated broker (the full lifecycle is SPEC §9)."""
+
+    commission_per_contract: Annotated[float, Field(ge=0)] = 0.65
+    min_commission: Annotated[float, Field(ge=0)] = 1.0
+    limit_offset_of_spread: Annotated[float, Field(ge=0, le=1)] = 0.25
+    exit_after_s: PositiveFloat = 1800.0
+    take_profit_pct: PositiveFloat = 50.0
+    stop_loss_pct: Annotated[float, Field(gt=0, le=100)] = 50.0
+
+
+class TradingFile(Strict):
+    """``config/trading.yaml``."""
+
+    analytics: AnalyticsSection = AnalyticsSection()
+    strategy: StrategySection = StrategySection()
+    risk: RiskSection = RiskSection()
+    execution: ExecutionSection = ExecutionSection()
+
+
+# --- distribution.yaml ---------------------------------------------------------------------
+class ChannelSpec(Strict):
+    """One outbound channel; ``local`` writes a log file a person can tail."""
+
+    kind: Literal["local"] = "local"
+    tiers: list[Literal["premium", "basic", "free"]] = Field(default_factory=lambda: ["premium", "basic", "free"])
+
+
+class DistributionFile(Strict):
+    """``config/distribution.yaml``."""
+
+    log_dir: str = "var/channels"
+    channels: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], ChannelSpec] = Field(
+        default_factory=lambda: {"local": ChannelSpec()}
+    )
+
+
+class QuanticityConfig(Strict):
+    """The whole configuration, one attribute per file under ``config/``."""
+
+    system: SystemFile
+    market: MarketFile
+    trading: TradingFile
+    distribution: DistributionFile
