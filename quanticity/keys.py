@@ -154,5 +154,14 @@ def heartbeat(actor: str) -> str:
     return f"heartbeat:{actor}"
 
 
+SIM_CLOCK = "system:clock"
+"""Simulated time (ns) of the feed's last step: the shared "now" of a simulated session."""
+
+FEED_STATE = "system:feed:state"
+"""Checkpoint of the simulated feed (market state, step count), so a restarted feed resumes."""
+
+SIM_BROKER_STATE = "sim:broker:state"
+"""Checkpoint of the simulated broker (its orders and executions): the venue outlives the router."""
+
 HEARTBEAT_PATTERN = "heartbeat:*"
 """Pattern matching every heartbeat key, for ``quanticity status``."""

@@ -170,7 +170,11 @@ class FeatureSnapshot(Message, frozen=True, kw_only=True):
 
 
 class Signal(Message, frozen=True, kw_only=True):
-    """A strategy's decision to buy one contract, with the inputs that triggered it."""
+    """A decision to trade one contract, with the inputs that triggered it.
+
+    Strategies emit entries (BUY); the position manager emits exits (SELL) through the same
+    stream, so the risk gate sees every order before the router does.
+    """
 
     signal_id: str
     strategy: str
@@ -183,6 +187,13 @@ class Signal(Message, frozen=True, kw_only=True):
     reason: str
     inputs: dict[str, float]
     origin_ts_init: int
+    side: Side = Side.BUY
+    quantity: int = 0  # 0 = sized by the risk gate (entries); exits name the contracts to sell
+
+    @property
+    def is_exit(self) -> bool:
+        """True for a signal that closes (part of) a position."""
+        return self.side is Side.SELL
 
 
 class OrderIntent(Message, frozen=True, kw_only=True):

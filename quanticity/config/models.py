@@ -114,6 +114,17 @@ class SessionSection(Strict):
         return value
 
 
+class FeedSection(Strict):
+    """How the feed batches events to the per-symbol actors (batching is what makes it fast)."""
+
+    flush_ms: PositiveFloat = 10.0
+    max_steps_per_flush: PositiveInt = 50
+    max_inflight_flushes: PositiveInt = 4
+    router_tick_every_s: PositiveFloat = 5.0
+    raw_snapshot_every_s: PositiveFloat = 1.0
+    checkpoint_every_s: PositiveFloat = 60.0
+
+
 class SystemFile(Strict):
     """``config/system.yaml``."""
 
@@ -124,6 +135,7 @@ class SystemFile(Strict):
     supervisor: SupervisorSection = SupervisorSection()
     universe: UniverseSection = UniverseSection()
     session: SessionSection = SessionSection()
+    feed: FeedSection = FeedSection()
 
 
 # --- market.yaml ---------------------------------------------------------------------------
@@ -255,7 +267,7 @@ class ChannelSpec(Strict):
     """One outbound channel; ``local`` writes a log file a person can tail."""
 
     kind: Literal["local"] = "local"
-    tiers: list[Literal["premium", "basic", "free"]] = Field(default_factory=lambda: ["premium", "basic", "free"])
+    tiers: list[Literal["premium", "basic", "free"]] = Field(default_factory=lambda: ["premium"])
 
 
 class DistributionFile(Strict):

@@ -1,0 +1,110 @@
+"""Simulated broker venue actor: the account's counterparty in a simulated session.
+
+It stands where Interactive Brokers stands live: outside the router, so killing the router
+never loses an order the broker accepted. It checkpoints its book to Redis after every change,
+so killing the venue itself loses nothing either.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import ray
+
+from actors.common import BROKER, ROUTER, ActorShell
+from quanticity import keys
+from quanticity.config.models import QuanticityConfig
+from quanticity.messages import BrokerOrder, Fill, OptionContract, OrderIntent, UnderlyingMark
+from quanticity.session import RunSpec
+from quanticity.sim.broker import SimBroker
+from quanticity.sim.market import quote_option
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)
+class SimBrokerActor(ActorShell):
+    """Shell over :class:`SimBroker`, priced from the feed's underlying marks."""
+
+    kind = "broker"
+
+    def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
+        super().__init__(name, config, spec, redis_url)
+        execution = config.trading.execution
+        self.broker = SimBroker(
+            seed=spec.seed, commission_per_contract=execution.commission_per_contract,
+            min_commission=execution.min_commission,
+        )
+        raw = self.redis.get(keys.SIM_BROKER_STATE)
+        if raw:
+            self.broker.restore(json.loads(raw))
+        self.marks: dict[str, UnderlyingMark] = {}
+        self.now_ns = spec.sim_start_ns
+
+    def _save(self) -> None:
+        self.redis.set(keys.SIM_BROKER_STATE, json.dumps(self.broker.state()))
+
+    def _quote(self, contract: OptionContract) -> tuple[float, float] | None:
+        mark = self.marks.get(contract.underlying)
+        if mark is None:
+            return None
+        quote = quote_option(self.config.market, contract, mark.spot, mark.vol, self.now_ns, self.now_ns)
+        return None if quote is None else (quote.bid, quote.ask)
+
+    # --- market side ----------------------------------------------------------------------
+    def on_marks(self, marks: list[UnderlyingMark]) -> int:
+        """New underlying marks: match working orders, persist, push executions to the router."""
+        started = time.perf_counter()
+        for mark in marks:
+            self.marks[mark.symbol] = mark
+            self.now_ns = max(self.now_ns, mark.ts_event)
+        self.events += len(marks)
+        if not self.broker.open_orders():
+            return 0
+        fills = self.broker.on_market(self._quote, self.now_ns, time.time_ns())
+        if fills:
+            self._save()
+            router = self.peers.get(ROUTER)
+            if router is not None:
+                router.on_fills.remote(fills)
+        self.latency.add(time.perf_counter() - started)
+        return len(fills)
+
+    def quotes(self, contracts: list[OptionContract]) -> dict[str, tuple[float, float]]:
+        """Current (bid, ask) of each contract the venue can price."""
+        out = {}
+        for contract in contracts:
+            quote = self._quote(contract)
+            if quote is not None:
+                out[contract.key] = quote
+        return out
+
+    # --- client requests ------------------------------------------------------------------
+    def place(self, intent: OrderIntent) -> BrokerOrder:
+        """Accept an order (idempotent by reference) and persist before acknowledging."""
+        order = self.broker.place(intent)
+        self._save()
+        return order
+
+    def cancel(self, order_ref: str) -> BrokerOrder | None:
+        """Cancel a working order."""
+        order = self.broker.cancel(order_ref)
+        self._save()
+        return order
+
+    def lookup(self, order_ref: str) -> BrokerOrder | None:
+        """The venue's record of ``order_ref`` (None = never received)."""
+        return self.broker.lookup(order_ref)
+
+    def open_orders(self) -> list[BrokerOrder]:
+        """Working orders."""
+        return self.broker.open_orders()
+
+    def executions(self) -> list[Fill]:
+        """Every execution of the session (the router de-duplicates by execution id)."""
+        return self.broker.executions()
+
+    def stats(self) -> dict[str, float]:
+        return {"executions": self.broker.execution_count, "open_orders": len(self.broker.open_orders())}
+
+
+__all__ = ["BROKER", "SimBrokerActor"]

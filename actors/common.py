@@ -1,0 +1,111 @@
+"""What every actor shell shares: naming, Redis, heartbeats, and finding its peers by name.
+
+Actors find each other by name (``<namespace>`` Ray namespace, ``quanticity:<kind>[:<key>]``),
+never by a handle captured at start: when the supervisor replaces a dead actor under the same
+name, its peers reach the new one on their next call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import ray
+import redis
+
+from quanticity import keys
+from quanticity.config.models import QuanticityConfig
+from quanticity.messages import Heartbeat
+from quanticity.observability.latency import LatencyWindow
+from quanticity.observability.logs import configure_logging
+from quanticity.session import RunSpec
+from quanticity.store.client import StoreClock, connect
+
+FEED = "quanticity:feed"
+BROKER = "quanticity:broker"
+ROUTER = "quanticity:router"
+RISK = "quanticity:risk"
+SUPERVISOR = "quanticity:root"
+
+
+def analytics_name(symbol: str) -> str:
+    """Actor name of the SymbolAnalytics actor of ``symbol``."""
+    return f"quanticity:analytics:{symbol}"
+
+
+def strategy_name(strategy: str) -> str:
+    """Actor name of a strategy actor."""
+    return f"quanticity:strategy:{strategy}"
+
+
+def publisher_name(channel: str) -> str:
+    """Actor name of the publisher of ``channel``."""
+    return f"quanticity:publisher:{channel}"
+
+
+class Peers:
+    """Looks up actors by name and caches the handles until a call to one fails."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._cache: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any | None:
+        """Handle of ``name``, or None when no such actor is alive right now."""
+        handle = self._cache.get(name)
+        if handle is None:
+            try:
+                handle = ray.get_actor(name, namespace=self.namespace)
+            except ValueError:
+                return None
+            self._cache[name] = handle
+        return handle
+
+    def forget(self, name: str) -> None:
+        """Drop a cached handle (after a call to it failed), so the next get looks it up again."""
+        self._cache.pop(name, None)
+
+
+class ActorShell:
+    """Base of every actor: config, Redis client, clock, counters and the heartbeat."""
+
+    kind = "actor"
+
+    def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
+        self.name = name
+        self.config = config
+        self.spec = spec
+        self.redis: redis.Redis = connect(redis_url)
+        self.clock = StoreClock(self.redis, keys.SIM_CLOCK, spec.sim_start_ns)
+        self.peers = Peers(config.system.system.namespace)
+        self.log: logging.Logger = configure_logging(config.system.system.log_level, self.kind)
+        self.events = 0
+        self.errors = 0
+        self.latency = LatencyWindow()
+        self.started_ns = time.time_ns()
+
+    def stats(self) -> dict[str, float]:
+        """Actor-specific counters for the heartbeat; subclasses extend."""
+        return {}
+
+    def ping(self) -> Heartbeat:
+        """Answer the supervisor and publish the heartbeat to Redis for ``quanticity status``."""
+        now = time.time_ns()
+        detail = {**self.stats(), **self.latency.percentiles(0.5, 0.99)}
+        beat = Heartbeat(ts_event=now, ts_init=now, actor=self.name, events=self.events, errors=self.errors, detail=detail)
+        try:
+            self.redis.set(
+                keys.heartbeat(self.name),
+                json.dumps({"kind": self.kind, "ts": now, "events": self.events, "errors": self.errors, **detail}),
+                ex=keys.TTL_SECONDS["heartbeat"],
+            )
+        except redis.RedisError as exc:
+            self.errors += 1
+            self.log.warning("heartbeat not written", extra={"actor": self.name, "error": str(exc)})
+        return beat
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (the supervisor and tests check placement)."""
+        return ray.get_runtime_context().get_node_id()

@@ -1,0 +1,193 @@
+"""Simulated feed actor: steps the synthetic market and batches its events to the symbol actors.
+
+It plays the role an IBKR or Unusual Whales feed plays live: normalised, typed events, batched
+per symbol (one actor call carries many events), raw snapshots written to Redis, and the shared
+simulated clock published for every other actor. Backpressure: when the symbol actors fall
+behind by ``max_inflight_flushes`` flushes, the feed waits instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+
+import ray
+from ray.exceptions import RayActorError
+
+from actors.common import BROKER, ROUTER, ActorShell, analytics_name
+from quanticity import keys
+from quanticity.config.models import QuanticityConfig
+from quanticity.messages import MarketBatch, encode
+from quanticity.session import RunSpec
+from quanticity.sim.market import SyntheticMarket
+
+NS = 1_000_000_000
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)
+class SimFeedActor(ActorShell):
+    """Shell over :class:`SyntheticMarket`; restores the market checkpoint on restart."""
+
+    kind = "feed"
+
+    def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str, symbols: list[str]) -> None:
+        super().__init__(name, config, spec, redis_url)
+        raw = self.redis.get(keys.FEED_STATE)
+        if raw:
+            self.market = SyntheticMarket.from_state(config.market, json.loads(raw))
+            for symbol in set(symbols) - set(self.market.symbols):
+                self.market.add_symbol(symbol)
+        else:
+            from datetime import date
+
+            self.market = SyntheticMarket(
+                config.market, list(symbols), date.fromisoformat(spec.session_date), spec.seed,
+                spec.sim_start_ns, spec.step_ns,
+            )
+        self.restored = bool(raw)
+        self.pending: dict[str, list[MarketBatch]] = {}
+        self.inflight: deque[list[ray.ObjectRef]] = deque()
+        self.sent_events = 0
+        self.flushes = 0
+        self.done = self.market.now_ns >= spec.sim_end_ns
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._last_tick_ns = self._last_raw_ns = self._last_checkpoint_ns = self.market.now_ns
+
+    # --- control --------------------------------------------------------------------------
+    async def start(self) -> bool:
+        """Start stepping (idempotent)."""
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return True
+
+    async def stop(self) -> bool:
+        """Stop stepping after the current step."""
+        self._stopping = True
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=10)
+        return True
+
+    async def add_symbol(self, symbol: str) -> list[str]:
+        """Start generating ``symbol`` (the supervisor creates its analytics actor first)."""
+        self.market.add_symbol(symbol)
+        return self.market.symbols
+
+    async def remove_symbol(self, symbol: str) -> list[str]:
+        """Stop generating ``symbol``."""
+        self.market.remove_symbol(symbol)
+        self.pending.pop(symbol, None)
+        return self.market.symbols
+
+    async def progress(self) -> dict[str, float]:
+        """Where the session is: simulated time, steps, events sent, done."""
+        return {
+            "sim_now_ns": self.market.now_ns,
+            "sim_end_ns": self.spec.sim_end_ns,
+            "events": self.sent_events,
+            "flushes": self.flushes,
+            "done": float(self.done),
+            "symbols": len(self.market.symbols),
+        }
+
+    # --- the stepping loop ----------------------------------------------------------------
+    async def _run(self) -> None:
+        feed_cfg = self.config.system.feed
+        clock = self.spec.clock()
+        last_flush = time.perf_counter()
+        steps_pending = 0
+        try:
+            while not self._stopping and self.market.now_ns < self.spec.sim_end_ns:
+                next_sim = self.market.now_ns + self.spec.step_ns
+                if self.spec.paced:
+                    delay = (clock.wall_ns_for(next_sim) - time.time_ns()) / NS
+                    if delay > 0:
+                        if steps_pending:
+                            await self._flush()
+                            steps_pending, last_flush = 0, time.perf_counter()
+                        await asyncio.sleep(delay)
+                batches = self.market.step(time.time_ns())
+                for symbol, batch in batches.items():
+                    self.pending.setdefault(symbol, []).append(batch)
+                steps_pending += 1
+                self._side_effects(feed_cfg)
+                due = (time.perf_counter() - last_flush) * 1e3 >= feed_cfg.flush_ms
+                if due or steps_pending >= feed_cfg.max_steps_per_flush:
+                    await self._flush()
+                    steps_pending, last_flush = 0, time.perf_counter()
+                if not self.spec.paced and steps_pending == 0:
+                    await asyncio.sleep(0)
+            await self._flush()
+            await self._drain()
+            self.done = self.market.now_ns >= self.spec.sim_end_ns
+            self.redis.set(keys.FEED_STATE, json.dumps(self.market.state()))
+        except Exception:
+            self.errors += 1
+            self.log.exception("feed loop failed")
+            raise
+
+    def _side_effects(self, feed_cfg) -> None:  # noqa: ANN001 - FeedSection
+        now = self.market.now_ns
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(keys.SIM_CLOCK, now)
+        marks = self.market.marks(time.time_ns())
+        broker = self.peers.get(BROKER)
+        if broker is not None:
+            broker.on_marks.remote(marks)
+        if now - self._last_tick_ns >= feed_cfg.router_tick_every_s * NS:
+            router = self.peers.get(ROUTER)
+            if router is not None:
+                router.on_tick.remote(now)
+            self._last_tick_ns = now
+        if now - self._last_raw_ns >= feed_cfg.raw_snapshot_every_s * NS:
+            for symbol, batches in self.pending.items():
+                last = batches[-1]
+                if last.quotes:
+                    pipe.set(keys.raw_quote_last(symbol), encode(last.quotes[-1]), ex=keys.TTL_SECONDS["raw_depth_last"])
+                if last.books:
+                    pipe.set(keys.raw_depth_last(symbol), encode(last.books[-1]), ex=keys.TTL_SECONDS["raw_depth_last"])
+                    pipe.set(keys.raw_depth_heartbeat(symbol), now, ex=keys.TTL_SECONDS["raw_depth_hb"])
+            self._last_raw_ns = now
+        if now - self._last_checkpoint_ns >= feed_cfg.checkpoint_every_s * NS:
+            pipe.set(keys.FEED_STATE, json.dumps(self.market.state()))
+            self._last_checkpoint_ns = now
+        pipe.execute()
+
+    async def _flush(self) -> None:
+        """Send each symbol's pending batches in one call; apply backpressure."""
+        if not self.pending:
+            return
+        refs = []
+        for symbol, batches in self.pending.items():
+            handle = self.peers.get(analytics_name(symbol))
+            if handle is None:
+                continue
+            refs.append(handle.on_batches.remote(batches))
+            self.sent_events += sum(b.event_count for b in batches)
+        self.pending = {}
+        self.flushes += 1
+        self.events = self.sent_events
+        self.inflight.append(refs)
+        while len(self.inflight) > self.config.system.feed.max_inflight_flushes:
+            await self._await_refs(self.inflight.popleft())
+
+    async def _drain(self) -> None:
+        while self.inflight:
+            await self._await_refs(self.inflight.popleft())
+
+    async def _await_refs(self, refs: list[ray.ObjectRef]) -> None:
+        for ref in refs:
+            try:
+                await ref
+            except RayActorError:
+                # The symbol actor died: the supervisor replaces it under the same name.
+                self.errors += 1
+                for symbol in self.market.symbols:
+                    self.peers.forget(analytics_name(symbol))
+
+    def stats(self) -> dict[str, float]:
+        return {"sim_now_ns": float(self.market.now_ns), "flushes": self.flushes, "done": float(self.done),
+                "restored": float(self.restored)}

@@ -1,0 +1,1 @@
+"""Distribution: turning confirmed fills into subscriber messages, delivered exactly once."""

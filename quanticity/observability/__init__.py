@@ -1,0 +1,1 @@
+"""Logs, latency statistics and Prometheus metrics shared by every actor."""

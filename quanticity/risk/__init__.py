@@ -1,0 +1,1 @@
+"""The risk gate (SPEC §8): the only path from a signal to the order router."""

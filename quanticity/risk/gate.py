@@ -1,0 +1,224 @@
+"""Risk-gate rules, sizing and the persisted trading state.
+
+Every signal, entry or exit, is judged here; an approval becomes an :class:`OrderIntent` with a
+deterministic idempotency reference derived from the signal id, so a signal judged twice (a
+replay after a restart) produces the same order reference and the router sends it once. Every
+denial carries a reason code. The trading state (ACTIVE / REDUCING / HALTED) is written through
+the store before it takes effect, so it survives restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from quanticity.calendar import ET, NyseCalendar
+from quanticity.config.models import RiskSection
+from quanticity.messages import Direction, OrderIntent, RiskDecision, Side, Signal, TradingState
+
+NS = 1_000_000_000
+
+
+class Reason:
+    """Reason codes of risk decisions (the audit trail and the tests name them)."""
+
+    APPROVED = "APPROVED"
+    STATE_HALTED = "STATE_HALTED"
+    STATE_REDUCING = "STATE_REDUCING_EXITS_ONLY"
+    STALE_INPUT = "STALE_INPUT"
+    DAILY_LOSS_HALT = "DAILY_LOSS_HALT"
+    ZERO_DTE_CUTOFF = "ZERO_DTE_CUTOFF"
+    NO_MARKET = "NO_MARKET"
+    SPREAD_TOO_WIDE = "SPREAD_TOO_WIDE"
+    MAX_OPEN_DIRECTION = "MAX_OPEN_DIRECTION"
+    ORDER_RATE = "ORDER_RATE"
+    SIZE_ZERO = "SIZE_ZERO"
+    BUYING_POWER = "BUYING_POWER"
+    NO_POSITION = "NO_POSITION"
+    CANCEL_ALLOWED = "CANCEL_ALLOWED"
+
+
+class RiskStore(Protocol):
+    """Where the gate persists its state (Redis live, memory in unit tests and backtests)."""
+
+    def load_state(self) -> tuple[TradingState, str]: ...
+
+    def save_state(self, state: TradingState, reason: str, ts_ns: int) -> None: ...
+
+    def load_order_times(self, since_ns: int) -> list[int]: ...
+
+    def record_order_time(self, ts_ns: int) -> None: ...
+
+
+class MemoryRiskStore:
+    """In-process :class:`RiskStore` for unit tests and single-process backtests."""
+
+    def __init__(self) -> None:
+        self.state = (TradingState.ACTIVE, "initial")
+        self.order_times: list[int] = []
+
+    def load_state(self) -> tuple[TradingState, str]:
+        return self.state
+
+    def save_state(self, state: TradingState, reason: str, ts_ns: int) -> None:
+        self.state = (state, reason)
+
+    def load_order_times(self, since_ns: int) -> list[int]:
+        return [t for t in self.order_times if t >= since_ns]
+
+    def record_order_time(self, ts_ns: int) -> None:
+        self.order_times.append(ts_ns)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """What the gate needs to know about the book when it judges a signal."""
+
+    open_by_direction: Mapping[Direction, int] = field(default_factory=dict)
+    position_qty: Mapping[str, int] = field(default_factory=dict)  # contract key → contracts held
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+    premium_at_risk: float = 0.0  # cost of open positions, for the buying-power check
+
+
+def order_ref_for(signal_id: str) -> str:
+    """Deterministic idempotency reference of the order a signal produces."""
+    return "Q" + hashlib.sha1(signal_id.encode()).hexdigest()[:20]
+
+
+class RiskGate:
+    """Judges signals; owns the trading state."""
+
+    def __init__(
+        self, config: RiskSection, store: RiskStore, calendar: NyseCalendar | None = None, limit_offset: float = 0.25
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.calendar = calendar or NyseCalendar()
+        self.limit_offset = limit_offset
+        self.state, self.state_reason = store.load_state()
+        self._order_times: deque[int] = deque()
+        self.loss_warning_sent = False
+        self.approved = 0
+        self.denied = 0
+
+    def restore_rate_window(self, now_ns: int) -> None:
+        """Reload the approvals of the last minute (after a restart) for the order-rate rule."""
+        self._order_times = deque(sorted(self.store.load_order_times(now_ns - 60 * NS)))
+
+    def set_state(self, state: TradingState, reason: str, now_ns: int) -> None:
+        """Persist then apply a new trading state."""
+        self.store.save_state(state, reason, now_ns)
+        self.state, self.state_reason = state, reason
+
+    # --- decisions ------------------------------------------------------------------------
+    def evaluate(self, signal: Signal, exposure: Exposure, now_ns: int) -> tuple[RiskDecision, OrderIntent | None]:
+        """Approve (with a sized intent) or deny ``signal``; never raises on bad input."""
+        reason, detail, intent = self._judge(signal, exposure, now_ns)
+        decision = RiskDecision(
+            ts_event=now_ns,
+            ts_init=now_ns,
+            signal_id=signal.signal_id,
+            approved=intent is not None,
+            reason_code=reason,
+            detail=detail,
+            order_ref=intent.order_ref if intent else None,
+            quantity=intent.quantity if intent else 0,
+        )
+        if intent is not None:
+            self.approved += 1
+            self._order_times.append(now_ns)
+            self.store.record_order_time(now_ns)
+        else:
+            self.denied += 1
+        return decision, intent
+
+    def daily_loss_check(self, exposure: Exposure, now_ns: int) -> str | None:
+        """Apply the daily-loss breaker: HALTED at the halt level; returns "WARN"/"HALT" when crossed."""
+        pnl = exposure.realized_pnl + exposure.unrealized_pnl
+        loss_pct = -pnl / self.config.account_equity * 100
+        if loss_pct >= self.config.daily_loss_halt_pct and self.state is not TradingState.HALTED:
+            self.set_state(TradingState.HALTED, f"daily loss {loss_pct:.2f}% ≥ {self.config.daily_loss_halt_pct}%", now_ns)
+            return "HALT"
+        if loss_pct >= self.config.daily_loss_warn_pct and not self.loss_warning_sent:
+            self.loss_warning_sent = True
+            return "WARN"
+        return None
+
+    def _judge(self, signal: Signal, exposure: Exposure, now_ns: int) -> tuple[str, str, OrderIntent | None]:
+        cfg = self.config
+        if self.state is TradingState.HALTED:
+            return Reason.STATE_HALTED, f"trading HALTED ({self.state_reason})", None
+        bid, ask = signal.reference_bid, signal.reference_ask
+        if not (math.isfinite(bid) and math.isfinite(ask)) or ask <= 0 or bid < 0 or bid > ask:
+            return Reason.NO_MARKET, f"no usable market: bid {bid}, ask {ask}", None
+        mid = (bid + ask) / 2
+        if signal.is_exit:
+            held = exposure.position_qty.get(signal.contract.key, 0)
+            if signal.quantity <= 0 or signal.quantity > held:
+                return Reason.NO_POSITION, f"sell {signal.quantity} of {signal.contract.key} but hold {held}", None
+            limit = round(max(0.01, mid - self.limit_offset * (mid - bid)), 2)
+            return Reason.APPROVED, "exit", self._intent(signal, Side.SELL, signal.quantity, limit, now_ns)
+
+        if self.state is TradingState.REDUCING:
+            return Reason.STATE_REDUCING, "trading REDUCING: exits only", None
+        age_s = (now_ns - int(signal.inputs.get("computed_at", signal.ts_event))) / NS
+        if age_s > cfg.max_input_age_s:
+            return Reason.STALE_INPUT, f"inputs {age_s:.1f} s old > {cfg.max_input_age_s} s", None
+        if self.daily_loss_check(exposure, now_ns) == "HALT" or self.state is TradingState.HALTED:
+            return Reason.DAILY_LOSS_HALT, self.state_reason, None
+        now_et = datetime.fromtimestamp(now_ns / NS, tz=UTC).astimezone(ET)
+        if signal.contract.expiry == now_et.date().isoformat():
+            cutoff = datetime.combine(now_et.date(), cfg.zero_dte_cutoff, tzinfo=ET)
+            if self.calendar.is_session(now_et.date()):
+                cutoff = min(cutoff, self.calendar.session_close(now_et.date()) - timedelta(minutes=30))
+            if now_et >= cutoff:
+                return Reason.ZERO_DTE_CUTOFF, f"0DTE entry at {now_et:%H:%M:%S} ET ≥ cutoff {cutoff:%H:%M}", None
+        spread_pct = (ask - bid) / mid * 100 if mid > 0 else math.inf
+        if spread_pct > cfg.max_option_spread_pct:
+            return Reason.SPREAD_TOO_WIDE, f"option spread {spread_pct:.1f}% > {cfg.max_option_spread_pct}%", None
+        open_same = exposure.open_by_direction.get(signal.direction, 0)
+        if open_same >= cfg.max_open_per_direction:
+            return Reason.MAX_OPEN_DIRECTION, f"{open_same} open {signal.direction} ≥ {cfg.max_open_per_direction}", None
+        while self._order_times and self._order_times[0] < now_ns - 60 * NS:
+            self._order_times.popleft()
+        if len(self._order_times) >= cfg.max_orders_per_minute:
+            return Reason.ORDER_RATE, f"{len(self._order_times)} orders in 60 s ≥ {cfg.max_orders_per_minute}", None
+        limit = round(mid + self.limit_offset * (ask - mid), 2)
+        qty = self.size(limit)
+        if qty <= 0:
+            budget = cfg.account_equity * cfg.risk_per_trade_pct / 100
+            return Reason.SIZE_ZERO, f"one contract costs {limit * 100:.2f} > budget {budget:.2f} or notional cap", None
+        buying_power = cfg.account_equity + exposure.realized_pnl - exposure.premium_at_risk
+        if qty * limit * 100 > buying_power:
+            return Reason.BUYING_POWER, f"cost {qty * limit * 100:.2f} > buying power {buying_power:.2f}", None
+        return Reason.APPROVED, f"{qty} @ {limit:.2f}", self._intent(signal, Side.BUY, qty, limit, now_ns)
+
+    def size(self, premium: float) -> int:
+        """Contracts to buy at ``premium``: the risk budget, capped by contracts and notional."""
+        cfg = self.config
+        if not math.isfinite(premium) or premium <= 0:
+            return 0
+        cost = premium * 100
+        qty = math.floor(cfg.account_equity * cfg.risk_per_trade_pct / 100 / cost)
+        qty = min(qty, cfg.max_contracts_per_order, math.floor(cfg.max_notional_per_order / cost))
+        return max(qty, 0)
+
+    def _intent(self, signal: Signal, side: Side, qty: int, limit: float, now_ns: int) -> OrderIntent:
+        return OrderIntent(
+            ts_event=now_ns,
+            ts_init=now_ns,
+            order_ref=order_ref_for(signal.signal_id),
+            signal_id=signal.signal_id,
+            strategy=signal.strategy,
+            contract=signal.contract,
+            side=side,
+            quantity=qty,
+            limit_price=limit,
+            origin_ts_init=signal.origin_ts_init,
+        )

@@ -1,0 +1,172 @@
+"""A simulated options broker that fills limit orders at realistic prices.
+
+Fill model, applied on every market step against the simulator's option quote:
+- a marketable limit (BUY at or above the ask, SELL at or below the bid) fills at the touch —
+  never at a better price than the limit — up to ``max_fill_per_step`` contracts per step, so a
+  large order fills in parts;
+- a limit inside the spread fills at its limit with probability ``passive_fill_rate × (how far
+  into the spread it reaches)`` per step, drawn from a seeded generator (deterministic);
+- commissions: ``max(min_commission, commission_per_contract × contracts)`` per execution.
+
+Orders are keyed by the client's idempotency reference: placing a known reference again returns
+the existing order and sends nothing twice. ``state()``/``from_state()`` let the venue persist
+itself, so killing the broker actor loses no order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from quanticity.messages import BrokerOrder, Fill, OptionContract, OrderIntent, OrderStatus, Side
+
+QuoteSource = Callable[[OptionContract], tuple[float, float] | None]
+"""Current (bid, ask) of a contract, or None when the venue has no market for it."""
+
+_TERMINAL = {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED}
+
+
+class _WorkingOrder(msgspec.Struct, kw_only=True):
+    intent: OrderIntent
+    status: OrderStatus
+    filled: int = 0
+    notional: float = 0.0
+
+    def view(self) -> BrokerOrder:
+        return BrokerOrder(
+            order_ref=self.intent.order_ref,
+            status=self.status,
+            filled=self.filled,
+            remaining=self.intent.quantity - self.filled,
+            avg_price=self.notional / self.filled if self.filled else 0.0,
+        )
+
+
+class SimBroker:
+    """Order book of one simulated account."""
+
+    def __init__(
+        self,
+        seed: int,
+        commission_per_contract: float = 0.65,
+        min_commission: float = 1.0,
+        max_fill_per_step: int = 50,
+        passive_fill_rate: float = 0.3,
+    ) -> None:
+        self.commission_per_contract = commission_per_contract
+        self.min_commission = min_commission
+        self.max_fill_per_step = max_fill_per_step
+        self.passive_fill_rate = passive_fill_rate
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._orders: dict[str, _WorkingOrder] = {}
+        self._executions: list[Fill] = []
+
+    # --- client requests ------------------------------------------------------------------
+    def place(self, intent: OrderIntent) -> BrokerOrder:
+        """Accept an order (idempotent by ``order_ref``); invalid orders are REJECTED, not raised."""
+        existing = self._orders.get(intent.order_ref)
+        if existing is not None:
+            return existing.view()
+        valid = intent.quantity > 0 and math.isfinite(intent.limit_price) and intent.limit_price > 0
+        status = OrderStatus.SUBMITTED if valid else OrderStatus.REJECTED
+        self._orders[intent.order_ref] = _WorkingOrder(intent=intent, status=status)
+        return self._orders[intent.order_ref].view()
+
+    def cancel(self, order_ref: str) -> BrokerOrder | None:
+        """Cancel a working order; a finished order is returned unchanged; unknown → None."""
+        order = self._orders.get(order_ref)
+        if order is None:
+            return None
+        if order.status not in _TERMINAL:
+            order.status = OrderStatus.CANCELLED
+        return order.view()
+
+    def lookup(self, order_ref: str) -> BrokerOrder | None:
+        """The broker's record of ``order_ref``, or None when it never received it."""
+        order = self._orders.get(order_ref)
+        return order.view() if order else None
+
+    def open_orders(self) -> list[BrokerOrder]:
+        """Orders still working."""
+        return [o.view() for o in self._orders.values() if o.status not in _TERMINAL]
+
+    def executions(self, since: int = 0) -> list[Fill]:
+        """Executions from sequence number ``since`` on (0 = all)."""
+        return self._executions[since:]
+
+    @property
+    def execution_count(self) -> int:
+        """Number of executions so far (the next sequence number)."""
+        return len(self._executions)
+
+    # --- matching -------------------------------------------------------------------------
+    def on_market(self, quotes: QuoteSource, now_ns: int, ts_init: int) -> list[Fill]:
+        """Match every working order against the current quotes; returns the new executions."""
+        fills = []
+        for order in self._orders.values():
+            if order.status in _TERMINAL:
+                continue
+            market = quotes(order.intent.contract)
+            if market is None:
+                continue
+            fill = self._match(order, market, now_ns, ts_init)
+            if fill is not None:
+                fills.append(fill)
+        self._executions.extend(fills)
+        return fills
+
+    def _match(self, order: _WorkingOrder, market: tuple[float, float], now_ns: int, ts_init: int) -> Fill | None:
+        bid, ask = market
+        if not (math.isfinite(bid) and math.isfinite(ask)) or ask <= 0 or bid > ask:
+            return None
+        intent = order.intent
+        limit = intent.limit_price
+        if intent.side is Side.BUY:
+            marketable, price = limit >= ask, ask
+            reach = (limit - bid) / (ask - bid) if ask > bid else 0.0
+        else:
+            marketable, price = limit <= bid, bid
+            reach = (ask - limit) / (ask - bid) if ask > bid else 0.0
+        if not marketable:
+            if reach <= 0 or self._rng.random() >= self.passive_fill_rate * min(reach, 1.0):
+                return None
+            price = limit
+        remaining = intent.quantity - order.filled
+        qty = min(remaining, self.max_fill_per_step)
+        order.filled += qty
+        order.notional += qty * price
+        order.status = OrderStatus.FILLED if order.filled == intent.quantity else OrderStatus.PARTIALLY_FILLED
+        return Fill(
+            ts_event=now_ns,
+            ts_init=ts_init,
+            exec_id=f"{intent.order_ref}.{order.filled:05d}",
+            order_ref=intent.order_ref,
+            contract=intent.contract,
+            side=intent.side,
+            quantity=qty,
+            price=round(price, 2),
+            commission=round(max(self.min_commission, self.commission_per_contract * qty), 2),
+            strategy=intent.strategy,
+        )
+
+    # --- persistence ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable checkpoint: orders, executions and the generator state."""
+        return {
+            "orders": [msgspec.to_builtins(o) for o in self._orders.values()],
+            "executions": [msgspec.to_builtins(f) for f in self._executions],
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint written by :meth:`state`."""
+        self._orders = {}
+        for raw in state["orders"]:
+            order = msgspec.convert(raw, _WorkingOrder)
+            self._orders[order.intent.order_ref] = order
+        self._executions = [msgspec.convert(raw, Fill) for raw in state["executions"]]
+        self._rng.bit_generator.state = state["rng"]

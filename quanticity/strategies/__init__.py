@@ -1,0 +1,1 @@
+"""Strategies: pure decision logic over feature snapshots; each emits contract-level signals."""

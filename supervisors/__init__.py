@@ -1,0 +1,1 @@
+"""The root supervisor (topology, health, restart + restore, placement) and the CLI that starts it."""

@@ -1,0 +1,302 @@
+"""The RootSupervisor: builds the actor topology, heartbeats it, restarts what fails.
+
+- Named and detached, restarted by Ray forever (``max_restarts=-1``). Its children are named and
+  detached too, so they outlive a supervisor crash; a restarted supervisor re-adopts every child
+  that is still alive (looked up by name) instead of creating a second one.
+- Every ``heartbeat_interval_s`` it pings all children at once. A dead child (``RayActorError``)
+  is recreated under the same name and restores its state from Redis in its constructor; a child
+  that misses ``hung_after_missed`` pings in a row is killed and recreated the same way.
+- Per-symbol actors are spread over the alive nodes (``supervisors.placement``); when a node is
+  lost its actors die with it and are recreated on the remaining nodes.
+- ``add_symbol`` / ``remove_symbol`` change the universe at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.analytics import SymbolAnalyticsActor
+from actors.broker import SimBrokerActor
+from actors.common import (
+    BROKER,
+    FEED,
+    RISK,
+    ROUTER,
+    SUPERVISOR,
+    analytics_name,
+    publisher_name,
+    strategy_name,
+)
+from actors.feed import SimFeedActor
+from actors.publisher import PublisherActor
+from actors.risk import RiskGateActor
+from actors.router import OrderRouterActor
+from actors.strategy import StrategyActor
+from quanticity import keys
+from quanticity.config.models import QuanticityConfig
+from quanticity.observability.logs import configure_logging
+from quanticity.session import RunSpec
+from quanticity.store.client import connect
+from supervisors.placement import assign_symbols
+
+ACTOR_CLASSES = {
+    "broker": SimBrokerActor,
+    "router": OrderRouterActor,
+    "risk": RiskGateActor,
+    "publisher": PublisherActor,
+    "strategy": StrategyActor,
+    "analytics": SymbolAnalyticsActor,
+    "feed": SimFeedActor,
+}
+#: creation order: downstream first, so nothing sends to an actor that does not exist yet
+CREATION_ORDER = ["broker", "router", "risk", "publisher", "strategy", "analytics", "feed"]
+
+
+@dataclass
+class Child:
+    """One supervised actor."""
+
+    name: str
+    kind: str
+    key: str | None = None  # the symbol (analytics) or channel (publisher)
+    node: str | None = None
+    handle: Any = None
+    missed: int = 0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=16)
+class RootSupervisor:
+    """See the module docstring."""
+
+    def __init__(self, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
+        self.config = config
+        self.spec = spec
+        self.redis_url = redis_url
+        self.namespace = config.system.system.namespace
+        self.redis = connect(redis_url)
+        self.log = configure_logging(config.system.system.log_level, "supervisor")
+        self.children: dict[str, Child] = {}
+        self.adopted: list[str] = []
+        self.created: list[str] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self.incarnation = int(self.redis.hincrby(keys.RUN_INFO, "supervisor_incarnation", 1))
+        self._build()
+        if self.redis.hget(keys.RUN_INFO, "started") == "1":
+            self._start_feed()
+        self._monitor = threading.Thread(target=self._monitor_loop, name="supervisor-monitor", daemon=True)
+        self._monitor.start()
+
+    # --- topology -------------------------------------------------------------------------
+    def _desired(self) -> list[Child]:
+        stored = self.redis.hgetall(keys.TOPOLOGY)
+        if stored:
+            return [Child(name=n, kind=s["kind"], key=s.get("key"), node=s.get("node"))
+                    for n, s in ((n, json.loads(v)) for n, v in stored.items())]
+        cfg = self.config
+        wanted = [Child(BROKER, "broker"), Child(ROUTER, "router"), Child(RISK, "risk")]
+        wanted += [Child(publisher_name(c), "publisher", c) for c in cfg.distribution.channels]
+        wanted.append(Child(strategy_name(cfg.trading.strategy.name), "strategy"))
+        wanted += [Child(analytics_name(s), "analytics", s) for s in cfg.system.universe.symbols]
+        wanted.append(Child(FEED, "feed"))
+        return wanted
+
+    def _build(self) -> None:
+        desired = sorted(self._desired(), key=lambda c: CREATION_ORDER.index(c.kind))
+        self._place([c for c in desired if c.kind == "analytics"])
+        for child in desired:
+            try:
+                child.handle = ray.get_actor(child.name, namespace=self.namespace)
+                ray.get(child.handle.ping.remote(), timeout=self.config.system.supervisor.ping_timeout_s)
+                self.adopted.append(child.name)
+                self._event("adopt", child)
+            except (ValueError, RayActorError, GetTimeoutError):
+                self._create(child)
+                self.created.append(child.name)
+            self.children[child.name] = child
+            self._save_topology(child)
+
+    def _alive_nodes(self) -> list[str]:
+        return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+
+    def _place(self, symbol_children: list[Child]) -> None:
+        """Assign each symbol actor a node (sticky to its current one while that node lives)."""
+        if not symbol_children:
+            return
+        current = {c.key: c.node for c in symbol_children if c.key and c.node}
+        assignment = assign_symbols([c.key for c in symbol_children if c.key], self._alive_nodes(), current)
+        for child in symbol_children:
+            child.node = assignment.get(child.key or "")
+
+    def _replace_on_alive_node(self, child: Child) -> None:
+        """Pick a new node for ``child`` only; the other symbol actors stay where they run."""
+        peers = [c for c in self.children.values() if c.kind == "analytics" and c.key]
+        current = {c.key: c.node for c in peers if c is not child and c.node}
+        assignment = assign_symbols([c.key for c in peers], self._alive_nodes(), current)
+        child.node = assignment.get(child.key or "")
+
+    def _create(self, child: Child) -> None:
+        cls = ACTOR_CLASSES[child.kind]
+        options: dict[str, Any] = {"name": child.name, "namespace": self.namespace, "lifetime": "detached"}
+        if child.kind == "analytics" and child.node:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(child.node, soft=True)
+        args: list[Any] = [child.name, self.config, self.spec, self.redis_url]
+        if child.kind in ("analytics", "publisher"):
+            args.append(child.key)
+        if child.kind == "feed":
+            symbols = [c.key for c in self.children.values() if c.kind == "analytics" and c.key]
+            args.append(symbols or list(self.config.system.universe.symbols))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                child.handle = cls.options(**options).remote(*args)
+                break
+            except ValueError:  # the dead actor's name is not released yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        child.missed = 0
+        self._event("create", child)
+
+    def _save_topology(self, child: Child) -> None:
+        self.redis.hset(keys.TOPOLOGY, child.name, json.dumps({"kind": child.kind, "key": child.key, "node": child.node}))
+
+    def _event(self, action: str, child: Child, detail: str = "") -> None:
+        self.redis.xadd(keys.SUPERVISOR_EVENTS, {"action": action, "actor": child.name, "detail": detail,
+                                                 "ts": time.time_ns()}, maxlen=10_000, approximate=True)
+        self.log.info(f"{action} {child.name}", extra={"action": action, "actor": child.name, "detail": detail})
+
+    # --- health ---------------------------------------------------------------------------
+    def _monitor_loop(self) -> None:
+        interval = self.config.system.supervisor.heartbeat_interval_s
+        while not self._stop.wait(interval):
+            try:
+                self.check_children()
+            except Exception:  # the monitor must never die: log and keep watching
+                self.log.exception("health check failed")
+
+    def check_children(self) -> dict[str, str]:
+        """Ping every child once; restart the dead and the hung. Returns name → verdict."""
+        sup = self.config.system.supervisor
+        with self._lock:
+            children = list(self.children.values())
+        refs = {c.name: c.handle.ping.remote() for c in children if c.handle is not None}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=sup.ping_timeout_s)
+        ready_set = set(ready)
+        verdicts: dict[str, str] = {}
+        for child in children:
+            ref = refs.get(child.name)
+            if ref is None or ref not in ready_set:
+                child.missed += 1
+                verdicts[child.name] = f"missed {child.missed}"
+                if child.missed >= sup.hung_after_missed:
+                    self._restart(child, "hung")
+                    verdicts[child.name] = "restarted (hung)"
+                continue
+            try:
+                ray.get(ref)
+                child.missed = 0
+                verdicts[child.name] = "ok"
+            except RayActorError:
+                self._restart(child, "dead")
+                verdicts[child.name] = "restarted (dead)"
+        return verdicts
+
+    def _restart(self, child: Child, why: str) -> None:
+        with self._lock:
+            if child.handle is not None:
+                try:
+                    ray.kill(child.handle, no_restart=True)
+                except Exception as exc:  # already gone
+                    self.log.debug("kill before restart failed", extra={"actor": child.name, "error": str(exc)})
+            if child.kind == "analytics" and child.node not in set(self._alive_nodes()):
+                self._replace_on_alive_node(child)
+            self._create(child)
+            self._save_topology(child)
+            self.redis.hincrby(keys.RESTARTS, child.name, 1)
+            self._event("restart", child, why)
+            if child.kind == "feed" and self.redis.hget(keys.RUN_INFO, "started") == "1":
+                self._start_feed()
+
+    # --- run control ----------------------------------------------------------------------
+    def _start_feed(self) -> None:
+        feed = self.children.get(FEED)
+        if feed is not None and feed.handle is not None:
+            feed.handle.start.remote()
+
+    def start(self) -> bool:
+        """Start the session (the feed begins stepping); remembered across supervisor restarts."""
+        self.redis.hset(keys.RUN_INFO, "started", "1")
+        self._start_feed()
+        return True
+
+    def handle(self, name: str) -> Any:
+        """Handle of a child (tests and the CLI use it)."""
+        return self.children[name].handle
+
+    def topology(self) -> dict[str, dict[str, Any]]:
+        """name → kind, key, node, actor id, missed pings."""
+        with self._lock:
+            return {
+                c.name: {"kind": c.kind, "key": c.key, "node": c.node, "missed": c.missed,
+                         "actor_id": c.handle._actor_id.hex() if c.handle is not None else None}
+                for c in self.children.values()
+            }
+
+    def info(self) -> dict[str, Any]:
+        """What this incarnation did at start: adopted vs created children."""
+        return {"incarnation": self.incarnation, "adopted": list(self.adopted), "created": list(self.created)}
+
+    def add_symbol(self, symbol: str) -> str:
+        """Create the symbol's analytics actor, then have the feed generate it."""
+        name = analytics_name(symbol)
+        with self._lock:
+            if name in self.children:
+                return name
+            child = Child(name, "analytics", symbol)
+            peers = [c for c in self.children.values() if c.kind == "analytics"]
+            self._place([*peers, child])
+            self._create(child)
+            self.children[name] = child
+            self._save_topology(child)
+        ray.get(child.handle.ping.remote())
+        ray.get(self.children[FEED].handle.add_symbol.remote(symbol))
+        return name
+
+    def remove_symbol(self, symbol: str) -> bool:
+        """Stop generating ``symbol`` and retire its analytics actor."""
+        name = analytics_name(symbol)
+        with self._lock:
+            child = self.children.pop(name, None)
+            if child is None:
+                return False
+            ray.get(self.children[FEED].handle.remove_symbol.remote(symbol))
+            self.redis.hdel(keys.TOPOLOGY, name)
+            ray.kill(child.handle, no_restart=True)
+            self._event("remove", child)
+        return True
+
+    def shutdown(self) -> bool:
+        """Stop monitoring and kill every child (end of session)."""
+        self._stop.set()
+        with self._lock:
+            for child in self.children.values():
+                if child.handle is not None:
+                    try:
+                        ray.kill(child.handle, no_restart=True)
+                    except Exception as exc:
+                        self.log.debug("kill at shutdown failed", extra={"actor": child.name, "error": str(exc)})
+        return True
+
+
+def supervisor_options(namespace: str) -> dict[str, Any]:
+    """Options of the root supervisor actor: named, detached."""
+    return {"name": SUPERVISOR, "namespace": namespace, "lifetime": "detached", "get_if_exists": True}

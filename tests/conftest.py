@@ -1,0 +1,41 @@
+"""Shared fixtures: one private redis-server per test session, a clean database per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from quanticity.config import QuanticityConfig, load_config
+from quanticity.store.client import connect
+from quanticity.store.embedded import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(embedded_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
+    if not embedded_redis.running:  # a fault test may have killed it
+        embedded_redis.start()
+    client = connect(embedded_redis.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def config() -> QuanticityConfig:
+    return load_config()
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
