@@ -180,7 +180,7 @@ class RiskGate:
             if now_et >= cutoff:
                 return Reason.ZERO_DTE_CUTOFF, f"0DTE entry at {now_et:%H:%M:%S} ET ≥ cutoff {cutoff:%H:%M}", None
         spread_pct = (ask - bid) / mid * 100 if mid > 0 else math.inf
-        if spread_pct > cfg.max_option_spread_pct:
+        if spread_pct > cfg.max_option_spread_pct + 1e-9:  # tolerance for float noise at the limit
             return Reason.SPREAD_TOO_WIDE, f"option spread {spread_pct:.1f}% > {cfg.max_option_spread_pct}%", None
         open_same = exposure.open_by_direction.get(signal.direction, 0)
         if open_same >= cfg.max_open_per_direction:
