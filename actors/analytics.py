@@ -55,7 +55,9 @@ class SymbolAnalyticsActor(ActorShell):
     def _forward(self, now: int) -> None:
         snap = self.features.snapshot(now, time.time_ns())
         self.redis.set(
-            keys.analytics(self.symbol, "features"), encode(snap), ex=int(self.config.trading.analytics.snapshot_ttl_s) + 1
+            keys.analytics(self.symbol, "features"),
+            encode(snap),
+            ex=int(self.config.trading.analytics.snapshot_ttl_s) + 1,
         )
         for name in self._strategies:
             strategy = self.peers.get(name)
@@ -74,5 +76,8 @@ class SymbolAnalyticsActor(ActorShell):
         return self.features.state()
 
     def stats(self) -> dict[str, float]:
-        return {"forwarded": self.forwarded, "restored": float(self.restored), **{
-            f"rejected_{k}": float(v) for k, v in self.features.rejected.items()}}
+        return {
+            "forwarded": self.forwarded,
+            "restored": float(self.restored),
+            **{f"rejected_{k}": float(v) for k, v in self.features.rejected.items()},
+        }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 
 import ray
 
@@ -18,7 +19,7 @@ from quanticity.config.models import QuanticityConfig
 from quanticity.messages import BrokerOrder, Fill, OptionContract, OrderIntent, UnderlyingMark
 from quanticity.session import RunSpec
 from quanticity.sim.broker import SimBroker
-from quanticity.sim.market import quote_option
+from quanticity.sim.market import SyntheticMarket
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)
@@ -31,12 +32,17 @@ class SimBrokerActor(ActorShell):
         super().__init__(name, config, spec, redis_url)
         execution = config.trading.execution
         self.broker = SimBroker(
-            seed=spec.seed, commission_per_contract=execution.commission_per_contract,
+            seed=spec.seed,
+            commission_per_contract=execution.commission_per_contract,
             min_commission=execution.min_commission,
         )
         raw = self.redis.get(keys.SIM_BROKER_STATE)
         if raw:
             self.broker.restore(json.loads(raw))
+        # a pricing-only twin of the feed's market: same listing and model, driven by the feed's marks
+        self.pricing = SyntheticMarket(
+            config.market, [], date.fromisoformat(spec.session_date), spec.seed, spec.sim_start_ns, spec.step_ns
+        )
         self.marks: dict[str, UnderlyingMark] = {}
         self.now_ns = spec.sim_start_ns
 
@@ -44,11 +50,10 @@ class SimBrokerActor(ActorShell):
         self.redis.set(keys.SIM_BROKER_STATE, json.dumps(self.broker.state()))
 
     def _quote(self, contract: OptionContract) -> tuple[float, float] | None:
-        mark = self.marks.get(contract.underlying)
-        if mark is None:
+        if contract.underlying not in self.marks:
             return None
-        quote = quote_option(self.config.market, contract, mark.spot, mark.vol, self.now_ns, self.now_ns)
-        return None if quote is None else (quote.bid, quote.ask)
+        quote = self.pricing.option_quote(contract, self.now_ns)
+        return quote.bid, quote.ask
 
     # --- market side ----------------------------------------------------------------------
     def on_marks(self, marks: list[UnderlyingMark]) -> int:
@@ -57,6 +62,7 @@ class SimBrokerActor(ActorShell):
         for mark in marks:
             self.marks[mark.symbol] = mark
             self.now_ns = max(self.now_ns, mark.ts_event)
+        self.pricing.apply_marks(marks)
         self.events += len(marks)
         if not self.broker.open_orders():
             return 0
@@ -104,7 +110,19 @@ class SimBrokerActor(ActorShell):
         return self.broker.executions()
 
     def stats(self) -> dict[str, float]:
-        return {"executions": self.broker.execution_count, "open_orders": len(self.broker.open_orders())}
+        return {
+            "executions": self.broker.execution_count,
+            "open_orders": len(self.broker.open_orders()),
+            "duplicate_places": self.broker.duplicate_places,
+        }
+
+    def audit(self) -> dict[str, int]:
+        """Order count and duplicate sends as the venue saw them (fault tests check these)."""
+        return {
+            "orders": len(self.broker.state()["orders"]),
+            "duplicate_places": self.broker.duplicate_places,
+            "executions": self.broker.execution_count,
+        }
 
 
 __all__ = ["BROKER", "SimBrokerActor"]

@@ -94,7 +94,9 @@ class ActorShell:
         """Answer the supervisor and publish the heartbeat to Redis for ``quanticity status``."""
         now = time.time_ns()
         detail = {**self.stats(), **self.latency.percentiles(0.5, 0.99)}
-        beat = Heartbeat(ts_event=now, ts_init=now, actor=self.name, events=self.events, errors=self.errors, detail=detail)
+        beat = Heartbeat(
+            ts_event=now, ts_init=now, actor=self.name, events=self.events, errors=self.errors, detail=detail
+        )
         try:
             self.redis.set(
                 keys.heartbeat(self.name),
@@ -105,6 +107,11 @@ class ActorShell:
             self.errors += 1
             self.log.warning("heartbeat not written", extra={"actor": self.name, "error": str(exc)})
         return beat
+
+    def freeze(self, seconds: float) -> bool:
+        """Fault injection for drills and tests: block this actor's thread, as a hung actor would."""
+        time.sleep(seconds)
+        return True
 
     def node_id(self) -> str:
         """The Ray node this actor runs on (the supervisor and tests check placement)."""

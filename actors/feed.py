@@ -43,8 +43,12 @@ class SimFeedActor(ActorShell):
             from datetime import date
 
             self.market = SyntheticMarket(
-                config.market, list(symbols), date.fromisoformat(spec.session_date), spec.seed,
-                spec.sim_start_ns, spec.step_ns,
+                config.market,
+                list(symbols),
+                date.fromisoformat(spec.session_date),
+                spec.seed,
+                spec.sim_start_ns,
+                spec.step_ns,
             )
         self.restored = bool(raw)
         self.pending: dict[str, list[MarketBatch]] = {}
@@ -146,7 +150,9 @@ class SimFeedActor(ActorShell):
             for symbol, batches in self.pending.items():
                 last = batches[-1]
                 if last.quotes:
-                    pipe.set(keys.raw_quote_last(symbol), encode(last.quotes[-1]), ex=keys.TTL_SECONDS["raw_depth_last"])
+                    pipe.set(
+                        keys.raw_quote_last(symbol), encode(last.quotes[-1]), ex=keys.TTL_SECONDS["raw_depth_last"]
+                    )
                 if last.books:
                     pipe.set(keys.raw_depth_last(symbol), encode(last.books[-1]), ex=keys.TTL_SECONDS["raw_depth_last"])
                     pipe.set(keys.raw_depth_heartbeat(symbol), now, ex=keys.TTL_SECONDS["raw_depth_hb"])
@@ -189,5 +195,9 @@ class SimFeedActor(ActorShell):
                     self.peers.forget(analytics_name(symbol))
 
     def stats(self) -> dict[str, float]:
-        return {"sim_now_ns": float(self.market.now_ns), "flushes": self.flushes, "done": float(self.done),
-                "restored": float(self.restored)}
+        return {
+            "sim_now_ns": float(self.market.now_ns),
+            "flushes": self.flushes,
+            "done": float(self.done),
+            "restored": float(self.restored),
+        }

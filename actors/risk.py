@@ -35,7 +35,9 @@ class RiskGateActor(ActorShell):
     def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
         super().__init__(name, config, spec, redis_url)
         self.store = RedisRiskStore(self.redis)
-        self.gate = RiskGate(config.trading.risk, self.store, limit_offset=config.trading.execution.limit_offset_of_spread)
+        self.gate = RiskGate(
+            config.trading.risk, self.store, limit_offset=config.trading.execution.limit_offset_of_spread
+        )
         self.gate.restore_rate_window(self.clock.now_ns())
         self.execution = ExecutionStore(self.redis)
         self.cursor = self.redis.get(keys.RISK_CURSOR) or "0-0"
@@ -87,11 +89,14 @@ class RiskGateActor(ActorShell):
                     return
                 except (RayActorError, GetTimeoutError) as exc:
                     self.peers.forget(ROUTER)
-                    self.log.warning("router unavailable; will retry", extra={"order_ref": intent.order_ref,
-                                                                               "error": type(exc).__name__})
+                    self.log.warning(
+                        "router unavailable; will retry",
+                        extra={"order_ref": intent.order_ref, "error": type(exc).__name__},
+                    )
                 except Exception as exc:  # the router refused (e.g. not reconciled yet): retry later
-                    self.log.warning("router refused; will retry", extra={"order_ref": intent.order_ref,
-                                                                          "error": str(exc)})
+                    self.log.warning(
+                        "router refused; will retry", extra={"order_ref": intent.order_ref, "error": str(exc)}
+                    )
             time.sleep(0.1)
 
     def _advance(self, entry_id: str) -> None:
@@ -135,5 +140,8 @@ class RiskGateActor(ActorShell):
         self._stop.set()
 
     def stats(self) -> dict[str, float]:
-        return {"approved": self.gate.approved, "denied": self.gate.denied,
-                **{f"decision_{k}": float(v) for k, v in self.decisions.items()}}
+        return {
+            "approved": self.gate.approved,
+            "denied": self.gate.denied,
+            **{f"decision_{k}": float(v) for k, v in self.decisions.items()},
+        }

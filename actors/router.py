@@ -125,14 +125,20 @@ class OrderRouterActor(ActorShell):
         return self.router.cancel_all()
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
-        if not self.router.ready:
-            self._try_reconcile()
+        if not self.router.ready or self.store.pending_send():
+            self._try_reconcile()  # orders in doubt are settled with the broker, never re-sent blindly
         return super().ping()
 
     def stats(self) -> dict[str, float]:
         s = self.router.stats
-        out = {"ready": float(self.router.ready), "submitted": s.submitted, "duplicate_intents": s.duplicates,
-               "send_failures": s.send_failures, "fills": s.fills, "duplicate_fills": s.duplicate_fills}
+        out = {
+            "ready": float(self.router.ready),
+            "submitted": s.submitted,
+            "duplicate_intents": s.duplicates,
+            "send_failures": s.send_failures,
+            "fills": s.fills,
+            "duplicate_fills": s.duplicate_fills,
+        }
         if s.tick_to_order_s:
             recent = sorted(s.tick_to_order_s[-2048:])
             out["tick_to_order_p50_ms"] = recent[len(recent) // 2] * 1e3

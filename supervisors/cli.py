@@ -32,7 +32,7 @@ from quanticity.observability.metrics import QuanticityCollector, read_heartbeat
 from quanticity.session import RunSpec, plan_session
 from quanticity.store.client import connect
 from quanticity.store.embedded import EmbeddedRedis
-from supervisors.root import RootSupervisor, supervisor_options
+from supervisors.launch import start_system, stop_system, wait_until_quiet
 
 STATE_FILE = Path("var/current.json")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
@@ -80,35 +80,49 @@ class Session:
         else:
             self.embedded = EmbeddedRedis(self.run_dir / "redis", cfg.redis.port, cfg.redis.appendonly)
             self.redis_url = self.embedded.start()
-        init: dict[str, Any] = {"namespace": cfg.system.namespace, "log_to_driver": False,
-                                "configure_logging": False}
+        init: dict[str, Any] = {"namespace": cfg.system.namespace, "log_to_driver": False, "configure_logging": False}
         if cfg.ray.address is None:
-            init.update(num_cpus=cfg.ray.num_cpus, include_dashboard=cfg.ray.include_dashboard,
-                        dashboard_host=cfg.ray.dashboard_host, dashboard_port=cfg.ray.dashboard_port)
+            init.update(
+                num_cpus=cfg.ray.num_cpus,
+                include_dashboard=cfg.ray.include_dashboard,
+                dashboard_host=cfg.ray.dashboard_host,
+                dashboard_port=cfg.ray.dashboard_port,
+            )
         else:
             init["address"] = cfg.ray.address
         context = ray.init(**init)
         self.dashboard_url = f"http://{context.dashboard_url}" if context.dashboard_url else "(dashboard disabled)"
         client = connect(self.redis_url)
-        client.hset(keys.RUN_INFO, mapping={"session_date": self.spec.session_date, "speed": self.spec.speed,
-                                            "seed": self.spec.seed, "dashboard": self.dashboard_url,
-                                            "started_at": time.time_ns()})
+        client.hset(
+            keys.RUN_INFO,
+            mapping={
+                "session_date": self.spec.session_date,
+                "speed": self.spec.speed,
+                "seed": self.spec.seed,
+                "dashboard": self.dashboard_url,
+                "started_at": time.time_ns(),
+            },
+        )
         if self.config.system.metrics.enabled:
             REGISTRY.register(QuanticityCollector(client))
             start_http_server(self.config.system.metrics.port, addr=self.config.system.metrics.host)
         STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps({"redis_url": self.redis_url, "namespace": cfg.system.namespace,
-                                          "dashboard": self.dashboard_url, "run_dir": str(self.run_dir)}))
-        self.supervisor = RootSupervisor.options(**supervisor_options(cfg.system.namespace)).remote(
-            self.config, self.spec, self.redis_url
+        STATE_FILE.write_text(
+            json.dumps(
+                {
+                    "redis_url": self.redis_url,
+                    "namespace": cfg.system.namespace,
+                    "dashboard": self.dashboard_url,
+                    "run_dir": str(self.run_dir),
+                }
+            )
         )
-        ray.get(self.supervisor.start.remote())
+        self.supervisor = start_system(self.config, self.spec, self.redis_url)
 
     def stop(self) -> None:
         if self.supervisor is not None:
             try:
-                ray.get(self.supervisor.shutdown.remote(), timeout=30)
-                ray.kill(self.supervisor, no_restart=True)
+                stop_system(self.supervisor)
             except Exception as exc:  # shutting down anyway
                 print(f"warning: supervisor shutdown: {exc}", file=sys.stderr)
         if ray.is_initialized():
@@ -160,33 +174,28 @@ def _progress_line(progress: dict[str, float], summary: dict[str, Any], wall_s: 
     )
 
 
-def _wait_for_quiet(client: redis.Redis, timeout_s: float = 15.0) -> None:
-    """After the feed is done, let the risk gate drain the signal stream and the router settle."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        last = client.xrevrange(keys.SIGNALS_STREAM, count=1)
-        drained = not last or client.get(keys.RISK_CURSOR) == last[0][0]
-        if drained and not client.smembers(keys.ORDERS_PENDING):
-            return
-        time.sleep(0.2)
-
-
 def command_run(config: QuanticityConfig, args: argparse.Namespace, console: Console) -> int:
     """``quanticity run``: the whole system on one simulated session; returns the exit code."""
     spec = plan_session(
-        config.system.session, args.seed if args.seed is not None else config.system.system.seed,
-        speed=args.speed, duration_s=args.duration,
+        config.system.session,
+        args.seed if args.seed is not None else config.system.system.seed,
+        speed=args.speed,
+        duration_s=args.duration,
     )
     run_dir = Path("var/runs") / time.strftime("%Y%m%dT%H%M%S")
     session = Session(config, spec, run_dir)
-    console.print(f"[bold]Quanticity[/] simulated session {spec.session_date}, speed "
-                  f"{'unpaced' if not spec.paced else f'{spec.speed:g}x'}, seed {spec.seed}, "
-                  f"{len(config.system.universe.symbols)} symbols")
+    console.print(
+        f"[bold]Quanticity[/] simulated session {spec.session_date}, speed "
+        f"{'unpaced' if not spec.paced else f'{spec.speed:g}x'}, seed {spec.seed}, "
+        f"{len(config.system.universe.symbols)} symbols"
+    )
     started = time.monotonic()
     try:
         session.start()
-        console.print(f"Redis {session.redis_url} | Ray dashboard {session.dashboard_url} | metrics "
-                      f"http://{config.system.metrics.host}:{config.system.metrics.port}/metrics")
+        console.print(
+            f"Redis {session.redis_url} | Ray dashboard {session.dashboard_url} | metrics "
+            f"http://{config.system.metrics.host}:{config.system.metrics.port}/metrics"
+        )
         client = connect(session.redis_url)
         feed = ray.get_actor(FEED, namespace=config.system.system.namespace)
         progress: dict[str, float] = {}
@@ -203,7 +212,7 @@ def command_run(config: QuanticityConfig, args: argparse.Namespace, console: Con
                 if progress.get("done"):
                     break
                 time.sleep(0.5)
-        _wait_for_quiet(client)
+        wait_until_quiet(client)
         ray.get(session.supervisor.check_children.remote())  # final heartbeats into Redis
         summary = collect_summary(client)
         _print_summary(console, summary, session, config, time.monotonic() - started)
@@ -257,15 +266,23 @@ def command_status(config: QuanticityConfig, console: Console) -> int:
         beat = beats.get(name, {})
         age = f"{(now - int(beat['ts'])) / 1e9:.1f}s" if beat else "none"
         node = (topology.get(name, {}).get("node") or "-")[:12]
-        table.add_row(name, topology.get(name, {}).get("kind", beat.get("kind", "?")), node, age,
-                      str(beat.get("events", "-")), str(beat.get("errors", "-")), restarts.get(name, "0"))
+        table.add_row(
+            name,
+            topology.get(name, {}).get("kind", beat.get("kind", "?")),
+            node,
+            age,
+            str(beat.get("events", "-")),
+            str(beat.get("errors", "-")),
+            restarts.get(name, "0"),
+        )
     console.print(table)
     summary = collect_summary(client)
-    console.print(f"trading state: [bold]{summary['trading_state']}[/] | fills {summary['fills']} | "
-                  f"realized P&L {summary['realized_pnl']:+,.2f} | dashboard {state.get('dashboard', '?')}")
+    console.print(
+        f"trading state: [bold]{summary['trading_state']}[/] | fills {summary['fills']} | "
+        f"realized P&L {summary['realized_pnl']:+,.2f} | dashboard {state.get('dashboard', '?')}"
+    )
     try:
-        ray.init(address="auto", namespace=config.system.system.namespace, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(address="auto", namespace=config.system.system.namespace, log_to_driver=False, configure_logging=False)
         sup = ray.get_actor(SUPERVISOR, namespace=config.system.system.namespace)
         console.print(f"supervisor: {ray.get(sup.info.remote(), timeout=5)}")
     except Exception as exc:  # status still useful from Redis alone
@@ -284,8 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "symbols", None):
         chosen = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
         base = load_config(args.config_dir).system.universe
-        overrides["system"] = {"universe": {"zero_dte": [s for s in chosen if s in base.zero_dte],
-                                            "long_dated": [s for s in chosen if s not in base.zero_dte]}}
+        overrides["system"] = {
+            "universe": {
+                "zero_dte": [s for s in chosen if s in base.zero_dte],
+                "long_dated": [s for s in chosen if s not in base.zero_dte],
+            }
+        }
     try:
         config = load_config(args.config_dir, overrides=overrides)
     except ConfigError as exc:

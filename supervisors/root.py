@@ -99,8 +99,10 @@ class RootSupervisor:
     def _desired(self) -> list[Child]:
         stored = self.redis.hgetall(keys.TOPOLOGY)
         if stored:
-            return [Child(name=n, kind=s["kind"], key=s.get("key"), node=s.get("node"))
-                    for n, s in ((n, json.loads(v)) for n, v in stored.items())]
+            return [
+                Child(name=n, kind=s["kind"], key=s.get("key"), node=s.get("node"))
+                for n, s in ((n, json.loads(v)) for n, v in stored.items())
+            ]
         cfg = self.config
         wanted = [Child(BROKER, "broker"), Child(ROUTER, "router"), Child(RISK, "risk")]
         wanted += [Child(publisher_name(c), "publisher", c) for c in cfg.distribution.channels]
@@ -167,11 +169,17 @@ class RootSupervisor:
         self._event("create", child)
 
     def _save_topology(self, child: Child) -> None:
-        self.redis.hset(keys.TOPOLOGY, child.name, json.dumps({"kind": child.kind, "key": child.key, "node": child.node}))
+        self.redis.hset(
+            keys.TOPOLOGY, child.name, json.dumps({"kind": child.kind, "key": child.key, "node": child.node})
+        )
 
     def _event(self, action: str, child: Child, detail: str = "") -> None:
-        self.redis.xadd(keys.SUPERVISOR_EVENTS, {"action": action, "actor": child.name, "detail": detail,
-                                                 "ts": time.time_ns()}, maxlen=10_000, approximate=True)
+        self.redis.xadd(
+            keys.SUPERVISOR_EVENTS,
+            {"action": action, "actor": child.name, "detail": detail, "ts": time.time_ns()},
+            maxlen=10_000,
+            approximate=True,
+        )
         self.log.info(f"{action} {child.name}", extra={"action": action, "actor": child.name, "detail": detail})
 
     # --- health ---------------------------------------------------------------------------
@@ -246,8 +254,13 @@ class RootSupervisor:
         """name → kind, key, node, actor id, missed pings."""
         with self._lock:
             return {
-                c.name: {"kind": c.kind, "key": c.key, "node": c.node, "missed": c.missed,
-                         "actor_id": c.handle._actor_id.hex() if c.handle is not None else None}
+                c.name: {
+                    "kind": c.kind,
+                    "key": c.key,
+                    "node": c.node,
+                    "missed": c.missed,
+                    "actor_id": c.handle._actor_id.hex() if c.handle is not None else None,
+                }
                 for c in self.children.values()
             }
 

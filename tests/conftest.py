@@ -39,3 +39,15 @@ def config() -> QuanticityConfig:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray (num_cpus=2) shared by every integration and fault test (never under xdist)."""
+    import ray
+
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, namespace="quanticity-tests"
+    )
+    yield
+    ray.shutdown()

@@ -34,9 +34,13 @@ class ConfigError(ValueError):
 
 def _lookup(data: Any, path: tuple[int | str, ...]) -> Any:
     for part in path:
-        if isinstance(data, Mapping) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        if (
+            isinstance(data, Mapping)
+            and part in data
+            or isinstance(data, list)
+            and isinstance(part, int)
+            and 0 <= part < len(data)
+        ):
             data = data[part]
         else:
             return "<missing>"

@@ -78,8 +78,21 @@ class UniverseSection(Strict):
     zero_dte: list[Ticker] = Field(default_factory=lambda: ["SPX", "SPY", "QQQ", "IWM"])
     long_dated: list[Ticker] = Field(
         default_factory=lambda: [
-            "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA",
-            "COST", "WMT", "DIS", "V", "NFLX", "HOOD", "HIMS", "ORCL",
+            "AAPL",
+            "MSFT",
+            "GOOGL",
+            "AMZN",
+            "NVDA",
+            "META",
+            "TSLA",
+            "COST",
+            "WMT",
+            "DIS",
+            "V",
+            "NFLX",
+            "HOOD",
+            "HIMS",
+            "ORCL",
         ]
     )
 

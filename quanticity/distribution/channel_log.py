@@ -39,7 +39,9 @@ def render(fill: Fill, tier: str, realized: float) -> str:
         return f"{when} {action} {fill.contract.key} @ {fill.price:.2f}"
     if tier == "free":
         view = "bullish" if fill.contract.right is Right.CALL else "bearish"
-        return f"{when} {fill.contract.underlying}: {view} {kind} trade {'opened' if fill.side is Side.BUY else 'closed'}"
+        return (
+            f"{when} {fill.contract.underlying}: {view} {kind} trade {'opened' if fill.side is Side.BUY else 'closed'}"
+        )
     raise ValueError(f"tier: {tier!r} is not one of premium, basic, free")
 
 

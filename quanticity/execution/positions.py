@@ -40,8 +40,12 @@ def apply_fill(position: Position | None, fill: Fill) -> tuple[Position | None, 
     if fill.side is Side.BUY:
         if position is None:
             new = Position(
-                contract=fill.contract, quantity=fill.quantity, avg_price=fill.price,
-                strategy=fill.strategy, opened_ns=fill.ts_event, mark=fill.price,
+                contract=fill.contract,
+                quantity=fill.quantity,
+                avg_price=fill.price,
+                strategy=fill.strategy,
+                opened_ns=fill.ts_event,
+                mark=fill.price,
             )
         else:
             qty = position.quantity + fill.quantity

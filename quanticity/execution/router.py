@@ -95,8 +95,10 @@ class OrderRouter:
             ack = self.broker.place(intent)
         except BrokerError as exc:
             self.stats.send_failures += 1
-            log.warning("send in doubt; left PENDING_SEND for reconcile", extra={"order_ref": intent.order_ref,
-                                                                                 "error": str(exc)})
+            log.warning(
+                "send in doubt; left PENDING_SEND for reconcile",
+                extra={"order_ref": intent.order_ref, "error": str(exc)},
+            )
             return OrderStatus.PENDING_SEND
         self.store.update_from_broker(ack, self.wall_ns())
         self.stats.submitted += 1

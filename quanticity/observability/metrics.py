@@ -36,8 +36,12 @@ class QuanticityCollector(Collector):
         self._client = client
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        events = CounterMetricFamily("quanticity_actor_events", "Events processed by the actor", labels=["actor", "kind"])
-        errors = CounterMetricFamily("quanticity_actor_errors", "Rejected inputs and failures", labels=["actor", "kind"])
+        events = CounterMetricFamily(
+            "quanticity_actor_events", "Events processed by the actor", labels=["actor", "kind"]
+        )
+        errors = CounterMetricFamily(
+            "quanticity_actor_errors", "Rejected inputs and failures", labels=["actor", "kind"]
+        )
         restarts = CounterMetricFamily("quanticity_actor_restarts", "Restarts by the supervisor", labels=["actor"])
         latency = GaugeMetricFamily(
             "quanticity_actor_latency_ms", "Per-call processing latency percentiles", labels=["actor", "quantile"]

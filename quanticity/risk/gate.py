@@ -143,7 +143,9 @@ class RiskGate:
         pnl = exposure.realized_pnl + exposure.unrealized_pnl
         loss_pct = -pnl / self.config.account_equity * 100
         if loss_pct >= self.config.daily_loss_halt_pct and self.state is not TradingState.HALTED:
-            self.set_state(TradingState.HALTED, f"daily loss {loss_pct:.2f}% ≥ {self.config.daily_loss_halt_pct}%", now_ns)
+            self.set_state(
+                TradingState.HALTED, f"daily loss {loss_pct:.2f}% ≥ {self.config.daily_loss_halt_pct}%", now_ns
+            )
             return "HALT"
         if loss_pct >= self.config.daily_loss_warn_pct and not self.loss_warning_sent:
             self.loss_warning_sent = True
@@ -184,7 +186,11 @@ class RiskGate:
             return Reason.SPREAD_TOO_WIDE, f"option spread {spread_pct:.1f}% > {cfg.max_option_spread_pct}%", None
         open_same = exposure.open_by_direction.get(signal.direction, 0)
         if open_same >= cfg.max_open_per_direction:
-            return Reason.MAX_OPEN_DIRECTION, f"{open_same} open {signal.direction} ≥ {cfg.max_open_per_direction}", None
+            return (
+                Reason.MAX_OPEN_DIRECTION,
+                f"{open_same} open {signal.direction} ≥ {cfg.max_open_per_direction}",
+                None,
+            )
         while self._order_times and self._order_times[0] < now_ns - 60 * NS:
             self._order_times.popleft()
         if len(self._order_times) >= cfg.max_orders_per_minute:

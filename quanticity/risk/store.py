@@ -34,4 +34,6 @@ class RedisRiskStore:
 
     def audit(self, decision: RiskDecision) -> None:
         """Append a decision to the audit stream (bounded to the last 100k)."""
-        self._client.xadd(keys.RISK_DECISIONS, {"decision": encode(decision).decode()}, maxlen=100_000, approximate=True)
+        self._client.xadd(
+            keys.RISK_DECISIONS, {"decision": encode(decision).decode()}, maxlen=100_000, approximate=True
+        )

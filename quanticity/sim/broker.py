@@ -64,12 +64,14 @@ class SimBroker:
         self._rng = np.random.Generator(np.random.PCG64(seed))
         self._orders: dict[str, _WorkingOrder] = {}
         self._executions: list[Fill] = []
+        self.duplicate_places = 0  # a client sent a reference it had already sent (must stay 0)
 
     # --- client requests ------------------------------------------------------------------
     def place(self, intent: OrderIntent) -> BrokerOrder:
         """Accept an order (idempotent by ``order_ref``); invalid orders are REJECTED, not raised."""
         existing = self._orders.get(intent.order_ref)
         if existing is not None:
+            self.duplicate_places += 1
             return existing.view()
         valid = intent.quantity > 0 and math.isfinite(intent.limit_price) and intent.limit_price > 0
         status = OrderStatus.SUBMITTED if valid else OrderStatus.REJECTED
@@ -160,6 +162,7 @@ class SimBroker:
             "orders": [msgspec.to_builtins(o) for o in self._orders.values()],
             "executions": [msgspec.to_builtins(f) for f in self._executions],
             "rng": self._rng.bit_generator.state,
+            "duplicate_places": self.duplicate_places,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -170,3 +173,4 @@ class SimBroker:
             self._orders[order.intent.order_ref] = order
         self._executions = [msgspec.convert(raw, Fill) for raw in state["executions"]]
         self._rng.bit_generator.state = state["rng"]
+        self.duplicate_places = int(state.get("duplicate_places", 0))

@@ -64,7 +64,13 @@ class ImbalanceMomentumStrategy:
         return int(max(0, min(100, round(score))))
 
     def _signal(
-        self, snap: FeatureSnapshot, direction: Direction, quote: OptionQuote, confidence: int, now_ns: int, ts_init: int
+        self,
+        snap: FeatureSnapshot,
+        direction: Direction,
+        quote: OptionQuote,
+        confidence: int,
+        now_ns: int,
+        ts_init: int,
     ) -> Signal:
         bucket = now_ns // int(self.config.cooldown_s * NS) if self.config.cooldown_s > 0 else now_ns
         return Signal(

@@ -102,12 +102,26 @@ def test_keys_validate_symbols() -> None:
 
 
 # --- features ------------------------------------------------------------------------------
-def _batch(t: int, bid: float, ask: float, bid_size: int = 100, ask_size: int = 100, trades=(), options=()) -> MarketBatch:
+def _batch(
+    t: int, bid: float, ask: float, bid_size: int = 100, ask_size: int = 100, trades=(), options=()
+) -> MarketBatch:
     quote = Quote(ts_event=t, ts_init=t, symbol="SPY", bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size)
-    book = BookSnapshot(ts_event=t, ts_init=t, symbol="SPY", bids=((bid, bid_size), (bid - 0.01, 100)),
-                        asks=((ask, ask_size), (ask + 0.01, 100)))
-    return MarketBatch(ts_event=t, ts_init=t, symbol="SPY", quotes=(quote,), books=(book,), trades=tuple(trades),
-                       options=tuple(options))
+    book = BookSnapshot(
+        ts_event=t,
+        ts_init=t,
+        symbol="SPY",
+        bids=((bid, bid_size), (bid - 0.01, 100)),
+        asks=((ask, ask_size), (ask + 0.01, 100)),
+    )
+    return MarketBatch(
+        ts_event=t,
+        ts_init=t,
+        symbol="SPY",
+        quotes=(quote,),
+        books=(book,),
+        trades=tuple(trades),
+        options=tuple(options),
+    )
 
 
 def test_book_imbalance() -> None:
@@ -119,11 +133,24 @@ def test_features_reject_and_count_bad_events() -> None:
     feats = SymbolFeatures("SPY", AnalyticsSection())
     crossed = Quote(ts_event=1, ts_init=1, symbol="SPY", bid=10.0, ask=9.0, bid_size=1, ask_size=1)
     bad_trade = Trade(ts_event=1, ts_init=1, symbol="SPY", price=-1.0, size=10)
-    nan_option = OptionQuote(ts_event=1, ts_init=1, contract=OptionContract("SPY", "2026-11-20", 600, Right.CALL),
-                             bid=1.0, ask=1.1, iv=math.nan, delta=0.5, gamma=0.1, vega=0.1, theta=-0.1,
-                             underlying_price=600, open_interest=10, volume=1)
-    feats.on_batch(MarketBatch(ts_event=1, ts_init=1, symbol="SPY", quotes=(crossed,), trades=(bad_trade,),
-                               options=(nan_option,)))
+    nan_option = OptionQuote(
+        ts_event=1,
+        ts_init=1,
+        contract=OptionContract("SPY", "2026-11-20", 600, Right.CALL),
+        bid=1.0,
+        ask=1.1,
+        iv=math.nan,
+        delta=0.5,
+        gamma=0.1,
+        vega=0.1,
+        theta=-0.1,
+        underlying_price=600,
+        open_interest=10,
+        volume=1,
+    )
+    feats.on_batch(
+        MarketBatch(ts_event=1, ts_init=1, symbol="SPY", quotes=(crossed,), trades=(bad_trade,), options=(nan_option,))
+    )
     assert dict(feats.rejected) == {"quote_crossed": 1, "trade_non_positive_price": 1, "option_non_finite": 1}
     assert math.isnan(feats.mid) and feats.chain == {}
     assert reject_reason(Trade(ts_event=1, ts_init=1, symbol="SPY", price=1.0, size=0)) == "trade_impossible_size"
@@ -149,10 +176,24 @@ def test_features_snapshot_on_material_change_or_cadence_and_checkpoint() -> Non
 
 def test_first_otm_respects_min_dte() -> None:
     t = int(1_763_650_800 * NS)  # 2025-11-20 15:00 UTC
+
     def quote(expiry: str, strike: float, right: Right) -> OptionQuote:
-        return OptionQuote(ts_event=t, ts_init=t, contract=OptionContract("SPY", expiry, strike, right), bid=1.0,
-                           ask=1.1, iv=0.2, delta=0.5, gamma=0.01, vega=0.1, theta=-0.1, underlying_price=100,
-                           open_interest=100, volume=10)
+        return OptionQuote(
+            ts_event=t,
+            ts_init=t,
+            contract=OptionContract("SPY", expiry, strike, right),
+            bid=1.0,
+            ask=1.1,
+            iv=0.2,
+            delta=0.5,
+            gamma=0.01,
+            vega=0.1,
+            theta=-0.1,
+            underlying_price=100,
+            open_interest=100,
+            volume=10,
+        )
+
     opts = [quote(e, k, r) for e in ("2025-11-20", "2025-12-05") for k in (99.0, 101.0, 102.0) for r in Right]
     for min_dte, expiry in ((0, "2025-11-20"), (14, "2025-12-05")):
         feats = SymbolFeatures("SPY", AnalyticsSection(), min_dte=min_dte)
@@ -164,12 +205,38 @@ def test_first_otm_respects_min_dte() -> None:
 
 # --- strategy ------------------------------------------------------------------------------
 def _snap(t: int, imbalance: float, momentum: float, spread: float = 2.0) -> FeatureSnapshot:
-    call = OptionQuote(ts_event=t, ts_init=t, contract=OptionContract("SPY", "2026-11-20", 601, Right.CALL), bid=1.0,
-                       ask=1.05, iv=0.2, delta=0.4, gamma=0.01, vega=0.1, theta=-0.1, underlying_price=600,
-                       open_interest=100, volume=10)
-    return FeatureSnapshot(ts_event=t, ts_init=t, symbol="SPY", mid=600, spread_bps=spread, imbalance_l1=imbalance,
-                           imbalance_l5=imbalance, realized_vol=0.1, last_price=600, momentum_bps=momentum,
-                           computed_at=t, valid_until=t + 30 * NS, origin_ts_init=t, atm_call=call, atm_put=None)
+    call = OptionQuote(
+        ts_event=t,
+        ts_init=t,
+        contract=OptionContract("SPY", "2026-11-20", 601, Right.CALL),
+        bid=1.0,
+        ask=1.05,
+        iv=0.2,
+        delta=0.4,
+        gamma=0.01,
+        vega=0.1,
+        theta=-0.1,
+        underlying_price=600,
+        open_interest=100,
+        volume=10,
+    )
+    return FeatureSnapshot(
+        ts_event=t,
+        ts_init=t,
+        symbol="SPY",
+        mid=600,
+        spread_bps=spread,
+        imbalance_l1=imbalance,
+        imbalance_l5=imbalance,
+        realized_vol=0.1,
+        last_price=600,
+        momentum_bps=momentum,
+        computed_at=t,
+        valid_until=t + 30 * NS,
+        origin_ts_init=t,
+        atm_call=call,
+        atm_put=None,
+    )
 
 
 def test_strategy_fires_with_reason_and_respects_cooldown() -> None:
@@ -194,9 +261,18 @@ def test_strategy_near_misses_do_not_fire() -> None:
 
 # --- channel log ---------------------------------------------------------------------------
 def _fill(exec_id: str, side: Side = Side.BUY) -> Fill:
-    return Fill(ts_event=1_763_650_800 * NS, ts_init=0, exec_id=exec_id, order_ref="Q1",
-                contract=OptionContract("SPY", "2025-11-20", 601, Right.CALL), side=side, quantity=3, price=1.25,
-                commission=1.95, strategy="imbalance_momentum")
+    return Fill(
+        ts_event=1_763_650_800 * NS,
+        ts_init=0,
+        exec_id=exec_id,
+        order_ref="Q1",
+        contract=OptionContract("SPY", "2025-11-20", 601, Right.CALL),
+        side=side,
+        quantity=3,
+        price=1.25,
+        commission=1.95,
+        strategy="imbalance_momentum",
+    )
 
 
 def test_render_redacts_by_tier() -> None:

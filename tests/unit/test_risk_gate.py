@@ -21,16 +21,34 @@ def ts(hhmm: str, day: str = SESSION) -> int:
 
 
 def signal(
-    *, expiry: str = "2026-12-04", bid: float = 2.00, ask: float = 2.10, at: int | None = None,
-    direction: Direction = Direction.BULLISH, side: Side = Side.BUY, quantity: int = 0, sid: str = "s1",
+    *,
+    expiry: str = "2026-12-04",
+    bid: float = 2.00,
+    ask: float = 2.10,
+    at: int | None = None,
+    direction: Direction = Direction.BULLISH,
+    side: Side = Side.BUY,
+    quantity: int = 0,
+    sid: str = "s1",
 ) -> Signal:
     at = at if at is not None else ts("10:00")
     right = Right.CALL if direction is Direction.BULLISH else Right.PUT
     return Signal(
-        ts_event=at, ts_init=at, signal_id=sid, strategy="test", symbol="SPY", direction=direction,
-        contract=OptionContract("SPY", expiry, 600.0, right), confidence=80, reference_bid=bid,
-        reference_ask=ask, reason="test", inputs={"computed_at": float(at)}, origin_ts_init=at,
-        side=side, quantity=quantity,
+        ts_event=at,
+        ts_init=at,
+        signal_id=sid,
+        strategy="test",
+        symbol="SPY",
+        direction=direction,
+        contract=OptionContract("SPY", expiry, 600.0, right),
+        confidence=80,
+        reference_bid=bid,
+        reference_ask=ask,
+        reason="test",
+        inputs={"computed_at": float(at)},
+        origin_ts_init=at,
+        side=side,
+        quantity=quantity,
     )
 
 

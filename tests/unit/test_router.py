@@ -24,8 +24,18 @@ def wall() -> int:
 
 
 def intent(ref: str = "Q1", qty: int = 4, limit: float = 2.10, side: Side = Side.BUY) -> OrderIntent:
-    return OrderIntent(ts_event=1, ts_init=1, order_ref=ref, signal_id=f"sig-{ref}", strategy="test",
-                       contract=CONTRACT, side=side, quantity=qty, limit_price=limit, origin_ts_init=1)
+    return OrderIntent(
+        ts_event=1,
+        ts_init=1,
+        order_ref=ref,
+        signal_id=f"sig-{ref}",
+        strategy="test",
+        contract=CONTRACT,
+        side=side,
+        quantity=qty,
+        limit_price=limit,
+        origin_ts_init=1,
+    )
 
 
 class LosesAcks:
@@ -151,8 +161,18 @@ def test_reconcile_books_fills_missed_while_down(redis_client: redis.Redis) -> N
 
 def test_oversell_fill_is_rejected_not_booked(redis_client: redis.Redis) -> None:
     router = make_router(redis_client, SimBroker(1))
-    bad = Fill(ts_event=1, ts_init=1, exec_id="E1", order_ref="Q9", contract=CONTRACT, side=Side.SELL,
-               quantity=1, price=1.0, commission=1.0, strategy="test")
+    bad = Fill(
+        ts_event=1,
+        ts_init=1,
+        exec_id="E1",
+        order_ref="Q9",
+        contract=CONTRACT,
+        side=Side.SELL,
+        quantity=1,
+        price=1.0,
+        commission=1.0,
+        strategy="test",
+    )
     assert router.on_fills([bad]) == 0
     assert ExecutionStore(redis_client).realized_pnl() == {}
 

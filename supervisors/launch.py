@@ -1,0 +1,67 @@
+"""Starting a system under a running Ray and waiting for its session: shared by the CLI, the
+tests and the benchmarks, so all three exercise the same path."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+import redis
+
+from actors.common import FEED
+from quanticity import keys
+from quanticity.config.models import QuanticityConfig
+from quanticity.session import RunSpec
+from supervisors.root import RootSupervisor, supervisor_options
+
+
+def start_system(config: QuanticityConfig, spec: RunSpec, redis_url: str, start: bool = True) -> Any:
+    """Create (or adopt) the root supervisor; it builds the topology. ``start`` begins the session."""
+    supervisor = RootSupervisor.options(**supervisor_options(config.system.system.namespace)).remote(
+        config, spec, redis_url
+    )
+    if start:
+        ray.get(supervisor.start.remote())
+    return supervisor
+
+
+def feed_progress(config: QuanticityConfig, timeout_s: float = 10.0) -> dict[str, float] | None:
+    """The feed's progress, or None while it is unreachable (being restarted)."""
+    try:
+        feed = ray.get_actor(FEED, namespace=config.system.system.namespace)
+        return ray.get(feed.progress.remote(), timeout=timeout_s)
+    except Exception:
+        return None
+
+
+def wait_until_done(config: QuanticityConfig, timeout_s: float, poll_s: float = 0.2) -> dict[str, float]:
+    """Block until the feed finished the session; raises TimeoutError with the last progress."""
+    deadline = time.monotonic() + timeout_s
+    progress: dict[str, float] | None = None
+    while time.monotonic() < deadline:
+        progress = feed_progress(config) or progress
+        if progress and progress.get("done"):
+            return progress
+        time.sleep(poll_s)
+    raise TimeoutError(f"session not done within {timeout_s} s; last progress {progress}")
+
+
+def wait_until_quiet(client: redis.Redis, timeout_s: float = 15.0) -> bool:
+    """Wait until the risk gate consumed every signal and no order is in doubt."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        last = client.xrevrange(keys.SIGNALS_STREAM, count=1)
+        drained = not last or client.get(keys.RISK_CURSOR) == last[0][0]
+        if drained and not client.smembers(keys.ORDERS_PENDING):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def stop_system(supervisor: Any) -> None:
+    """Kill the children and the supervisor (end of a session or a test)."""
+    try:
+        ray.get(supervisor.shutdown.remote(), timeout=30)
+    finally:
+        ray.kill(supervisor, no_restart=True)

@@ -1,0 +1,116 @@
+"""A whole system on the shared local Ray: feed → analytics → strategy → risk → router → broker → publisher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import redis
+
+from actors.common import BROKER, FEED, RISK, ROUTER, analytics_name, publisher_name
+from quanticity import keys
+from quanticity.execution.store import ExecutionStore
+from quanticity.messages import Side
+from quanticity.observability.metrics import QuanticityCollector, read_heartbeats
+from supervisors.launch import start_system, stop_system, wait_until_done, wait_until_quiet
+from tests.system_harness import session_spec, system_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def finished_session(ray_session: None, redis_client: redis.Redis, embedded_redis, tmp_path: Path):  # noqa: ANN001, ANN201
+    config = system_config(tmp_path)
+    spec = session_spec(config, minutes=45)
+    supervisor = start_system(config, spec, embedded_redis.url)
+    progress = wait_until_done(config, timeout_s=240)
+    assert wait_until_quiet(redis_client)
+    ray.get(supervisor.check_children.remote())
+    yield config, supervisor, progress
+    stop_system(supervisor)
+
+
+def test_session_trades_end_to_end(finished_session, redis_client: redis.Redis, tmp_path: Path) -> None:  # noqa: ANN001
+    config, supervisor, progress = finished_session
+    assert progress["done"] == 1.0 and progress["events"] > 10_000
+    store = ExecutionStore(redis_client)
+    fills = store.fills()
+    assert redis_client.xlen(keys.SIGNALS_STREAM) > 0
+    assert fills, "the aggressive test strategy must trade in 45 minutes"
+    # positions equal the sum of the fills
+    net: dict[str, int] = {}
+    for fill in fills:
+        net[fill.contract.key] = net.get(fill.contract.key, 0) + (
+            fill.quantity if fill.side is Side.BUY else -fill.quantity
+        )
+    assert {k: v for k, v in net.items() if v} == {k: p.quantity for k, p in store.positions().items()}
+    # every fill belongs to an order the router recorded, and the venue never saw a reference twice
+    refs = set(store.all_refs())
+    assert {f.order_ref for f in fills} <= refs
+    broker = ray.get_actor(BROKER, namespace=config.system.system.namespace)
+    audit = ray.get(broker.audit.remote())
+    assert audit["duplicate_places"] == 0 and audit["orders"] == len(refs)
+    # the publisher wrote exactly one premium line per fill
+    lines = (tmp_path / "channels" / "local-premium.log").read_text().splitlines()
+    assert sorted(line.split()[0].strip("[]") for line in lines) == sorted(f.exec_id for f in fills)
+    # every risk decision is audited with a reason code
+    decisions = [json.loads(f["decision"]) for _, f in redis_client.xrange(keys.RISK_DECISIONS)]
+    assert len(decisions) == redis_client.xlen(keys.SIGNALS_STREAM)
+    assert all(d["reason_code"] for d in decisions)
+
+
+def test_every_actor_heartbeats_and_metrics_export(finished_session, redis_client: redis.Redis) -> None:  # noqa: ANN001
+    config, supervisor, _ = finished_session
+    topology = ray.get(supervisor.topology.remote())
+    expected = {
+        FEED,
+        BROKER,
+        ROUTER,
+        RISK,
+        publisher_name("local"),
+        *(analytics_name(s) for s in ("SPY", "QQQ", "AAPL")),
+    }
+    assert expected <= set(topology)
+    beats = read_heartbeats(redis_client)
+    assert expected <= set(beats)
+    assert beats[analytics_name("SPY")]["events"] > 0
+    families = {f.name: f for f in QuanticityCollector(redis_client).collect()}
+    assert {"quanticity_actor_events", "quanticity_actor_latency_ms", "quanticity_actor_heartbeat_age_seconds"} <= set(
+        families
+    )
+    spy = [s for s in families["quanticity_actor_events"].samples if s.labels["actor"] == analytics_name("SPY")]
+    assert spy and spy[0].value > 0
+
+
+def test_analytics_snapshots_carry_validity(finished_session, redis_client: redis.Redis) -> None:  # noqa: ANN001
+    raw = redis_client.get(keys.analytics("SPY", "features")) or redis_client.get(keys.analytics_state("SPY"))
+    assert raw is not None
+    state = json.loads(redis_client.get(keys.analytics_state("SPY")))
+    assert state["events"] > 0
+
+
+def test_add_and_remove_symbol_at_run_time(
+    ray_session: None,
+    redis_client: redis.Redis,
+    embedded_redis,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    config = system_config(tmp_path, symbols=("SPY",))
+    spec = session_spec(config, minutes=20)
+    supervisor = start_system(config, spec, embedded_redis.url, start=False)
+    try:
+        ray.get(supervisor.add_symbol.remote("IWM"))
+        assert analytics_name("IWM") in ray.get(supervisor.topology.remote())
+        ray.get(supervisor.start.remote())
+        wait_until_done(config, timeout_s=180)
+        ray.get(supervisor.check_children.remote())
+        beats = read_heartbeats(redis_client)
+        assert beats[analytics_name("IWM")]["events"] > 0
+        assert ray.get(supervisor.remove_symbol.remote("IWM"))
+        assert analytics_name("IWM") not in ray.get(supervisor.topology.remote())
+        with pytest.raises(ValueError):
+            ray.get_actor(analytics_name("IWM"), namespace=config.system.system.namespace)
+    finally:
+        stop_system(supervisor)

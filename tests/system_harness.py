@@ -1,0 +1,47 @@
+"""Test helpers that start a whole Quanticity system on the shared local Ray."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from quanticity.config import QuanticityConfig, load_config
+from quanticity.session import RunSpec, plan_session
+
+SESSION_DAY = date(2026, 11, 20)
+
+
+def system_config(
+    tmp_path: Path, symbols: tuple[str, ...] = ("SPY", "QQQ", "AAPL"), **trading: Any
+) -> QuanticityConfig:
+    """A small, fast, aggressive configuration in its own Ray namespace (actor names never clash)."""
+    zero_dte = [s for s in symbols if s in ("SPX", "SPY", "QQQ", "IWM")]
+    strategy = {
+        "imbalance_threshold": 0.2,
+        "momentum_bps": 2.0,
+        "cooldown_s": 120.0,
+        "min_confidence": 0,
+        **trading.pop("strategy", {}),
+    }
+    overrides = {
+        "system": {
+            "system": {"namespace": f"t{uuid.uuid4().hex[:10]}", "log_level": "WARNING"},
+            "universe": {"zero_dte": zero_dte, "long_dated": [s for s in symbols if s not in zero_dte]},
+            "session": {"date": SESSION_DAY.isoformat(), "speed": 0},
+            "supervisor": {"heartbeat_interval_s": 0.3, "ping_timeout_s": 3.0, "hung_after_missed": 3},
+            "feed": {"flush_ms": 5, "max_steps_per_flush": 20, "router_tick_every_s": 5, "checkpoint_every_s": 30},
+        },
+        "trading": {"strategy": strategy, "analytics": {"checkpoint_every_s": 10}, **trading},
+        "distribution": {"log_dir": str(tmp_path / "channels")},
+    }
+    return load_config(overrides=overrides)
+
+
+def session_spec(config: QuanticityConfig, minutes: float = 30, start: str = "10:00", seed: int = 11) -> RunSpec:
+    """An unpaced session of ``minutes`` simulated minutes from ``start``."""
+    from datetime import time
+
+    section = config.system.session.model_copy(update={"start": time.fromisoformat(start), "speed": 0.0})
+    return plan_session(section, seed=seed, duration_s=minutes * 60, speed=0.0)
