@@ -20,7 +20,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check quanticity actors supervisors research bench tests
 	$(BIN)/python -m pytest -m unit -q
-	$(BIN)/python -m pytest -m "not unit" -q -p no:randomly
+	$(BIN)/python -m pytest -m "integration or fault" -q
+	$(BIN)/python -m pytest -m cluster -q
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m unit -q

@@ -21,6 +21,7 @@ def start_system(config: QuanticityConfig, spec: RunSpec, redis_url: str, start:
     supervisor = RootSupervisor.options(**supervisor_options(config.system.system.namespace)).remote(
         config, spec, redis_url
     )
+    ray.get(supervisor.info.remote())  # the constructor built (or adopted) the whole topology
     if start:
         ray.get(supervisor.start.remote())
     return supervisor

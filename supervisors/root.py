@@ -112,6 +112,7 @@ class RootSupervisor:
         return wanted
 
     def _build(self) -> None:
+        resumed = bool(self.redis.exists(keys.TOPOLOGY))
         desired = sorted(self._desired(), key=lambda c: CREATION_ORDER.index(c.kind))
         self._place([c for c in desired if c.kind == "analytics"])
         for child in desired:
@@ -121,8 +122,13 @@ class RootSupervisor:
                 self.adopted.append(child.name)
                 self._event("adopt", child)
             except (ValueError, RayActorError, GetTimeoutError):
+                if resumed and child.kind == "analytics" and child.node not in set(self._alive_nodes()):
+                    self._replace_on_alive_node(child)
                 self._create(child)
                 self.created.append(child.name)
+                if resumed:  # it ran before this incarnation and is gone: that is a restart
+                    self.redis.hincrby(keys.RESTARTS, child.name, 1)
+                    self._event("restart", child, "missing at adoption")
             self.children[child.name] = child
             self._save_topology(child)
 
@@ -138,6 +144,20 @@ class RootSupervisor:
         for child in symbol_children:
             child.node = assignment.get(child.key or "")
 
+    def _wait_name_released(self, name: str, timeout_s: float = 15.0) -> None:
+        """A killed actor's name is freed asynchronously; creating too early would fail."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                handle = ray.get_actor(name, namespace=self.namespace)
+            except ValueError:
+                return
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception as exc:  # already dying
+                self.log.debug("kill while waiting for name", extra={"actor": name, "error": str(exc)})
+            time.sleep(0.05)
+
     def _replace_on_alive_node(self, child: Child) -> None:
         """Pick a new node for ``child`` only; the other symbol actors stay where they run."""
         peers = [c for c in self.children.values() if c.kind == "analytics" and c.key]
@@ -149,7 +169,7 @@ class RootSupervisor:
         cls = ACTOR_CLASSES[child.kind]
         options: dict[str, Any] = {"name": child.name, "namespace": self.namespace, "lifetime": "detached"}
         if child.kind == "analytics" and child.node:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(child.node, soft=True)
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(child.node, soft=False)
         args: list[Any] = [child.name, self.config, self.spec, self.redis_url]
         if child.kind in ("analytics", "publisher"):
             args.append(child.key)
@@ -166,6 +186,10 @@ class RootSupervisor:
                     raise
                 time.sleep(0.1)
         child.missed = 0
+        try:  # wait for the constructor (state restore) so peers find a ready actor under the name
+            ray.get(child.handle.ping.remote(), timeout=self.config.system.supervisor.ping_timeout_s * 2)
+        except (RayActorError, GetTimeoutError) as exc:
+            self.log.warning("child not ready after create", extra={"actor": child.name, "error": type(exc).__name__})
         self._event("create", child)
 
     def _save_topology(self, child: Child) -> None:
@@ -225,6 +249,7 @@ class RootSupervisor:
                     ray.kill(child.handle, no_restart=True)
                 except Exception as exc:  # already gone
                     self.log.debug("kill before restart failed", extra={"actor": child.name, "error": str(exc)})
+            self._wait_name_released(child.name)
             if child.kind == "analytics" and child.node not in set(self._alive_nodes()):
                 self._replace_on_alive_node(child)
             self._create(child)
@@ -311,5 +336,16 @@ class RootSupervisor:
 
 
 def supervisor_options(namespace: str) -> dict[str, Any]:
-    """Options of the root supervisor actor: named, detached."""
-    return {"name": SUPERVISOR, "namespace": namespace, "lifetime": "detached", "get_if_exists": True}
+    """Options of the root supervisor actor: named, detached, preferably on the launching (head) node.
+
+    On a cluster the head node lives as long as the cluster does; workers come and go with the
+    autoscaler, so the supervisor prefers not to share their fate (soft: it may still move).
+    """
+    node = ray.get_runtime_context().get_node_id()
+    return {
+        "name": SUPERVISOR,
+        "namespace": namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True),
+    }

@@ -116,7 +116,7 @@ class SessionSection(Strict):
     date: dt.date | None = None
     start: time = time(9, 30)
     end: time | None = None  # None = the session's close (16:00, 13:00 on half days)
-    speed: PositiveFloat = 150.0
+    speed: Annotated[float, Field(ge=0)] = 150.0  # 0 = unpaced: as fast as the actors go
     step_ms: PositiveInt = 1000
 
     @field_validator("speed")
