@@ -18,7 +18,7 @@ from ray.exceptions import RayActorError
 
 from actors.common import BROKER, ROUTER, ActorShell, analytics_name
 from quanticity import keys
-from quanticity.config.models import QuanticityConfig
+from quanticity.config.models import FeedSection, QuanticityConfig
 from quanticity.messages import MarketBatch, encode
 from quanticity.session import RunSpec
 from quanticity.sim.market import SyntheticMarket
@@ -101,30 +101,31 @@ class SimFeedActor(ActorShell):
     async def _run(self) -> None:
         feed_cfg = self.config.system.feed
         clock = self.spec.clock()
+        flush_s = feed_cfg.flush_ms / 1e3
         last_flush = time.perf_counter()
         steps_pending = 0
         try:
             while not self._stopping and self.market.now_ns < self.spec.sim_end_ns:
-                next_sim = self.market.now_ns + self.spec.step_ns
                 if self.spec.paced:
+                    next_sim = self.market.now_ns + self.spec.step_ns
                     delay = (clock.wall_ns_for(next_sim) - time.time_ns()) / NS
                     if delay > 0:
-                        if steps_pending:
-                            await self._flush()
+                        # ahead of the clock: flush if the batching window closed, then wait
+                        if steps_pending and time.perf_counter() - last_flush >= flush_s:
+                            await self._flush(feed_cfg)
                             steps_pending, last_flush = 0, time.perf_counter()
-                        await asyncio.sleep(delay)
+                        await asyncio.sleep(min(delay, flush_s))
+                        continue
                 batches = self.market.step(time.time_ns())
                 for symbol, batch in batches.items():
                     self.pending.setdefault(symbol, []).append(batch)
                 steps_pending += 1
-                self._side_effects(feed_cfg)
-                due = (time.perf_counter() - last_flush) * 1e3 >= feed_cfg.flush_ms
-                if due or steps_pending >= feed_cfg.max_steps_per_flush:
-                    await self._flush()
+                if time.perf_counter() - last_flush >= flush_s or steps_pending >= feed_cfg.max_steps_per_flush:
+                    await self._flush(feed_cfg)
                     steps_pending, last_flush = 0, time.perf_counter()
-                if not self.spec.paced and steps_pending == 0:
-                    await asyncio.sleep(0)
-            await self._flush()
+                    if not self.spec.paced:
+                        await asyncio.sleep(0)  # let progress/stop calls in
+            await self._flush(feed_cfg)
             await self._drain()
             self.done = self.market.now_ns >= self.spec.sim_end_ns
             self.redis.set(keys.FEED_STATE, json.dumps(self.market.state()))
@@ -133,14 +134,14 @@ class SimFeedActor(ActorShell):
             self.log.exception("feed loop failed")
             raise
 
-    def _side_effects(self, feed_cfg) -> None:  # noqa: ANN001 - FeedSection
+    def _side_effects(self, feed_cfg: FeedSection) -> None:
+        """Once per flush: publish the clock, marks to the venue, router ticks, raw snapshots, checkpoint."""
         now = self.market.now_ns
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(keys.SIM_CLOCK, now)
-        marks = self.market.marks(time.time_ns())
         broker = self.peers.get(BROKER)
         if broker is not None:
-            broker.on_marks.remote(marks)
+            broker.on_marks.remote(self.market.marks(time.time_ns()))
         if now - self._last_tick_ns >= feed_cfg.router_tick_every_s * NS:
             router = self.peers.get(ROUTER)
             if router is not None:
@@ -162,10 +163,11 @@ class SimFeedActor(ActorShell):
             self._last_checkpoint_ns = now
         pipe.execute()
 
-    async def _flush(self) -> None:
+    async def _flush(self, feed_cfg: FeedSection) -> None:
         """Send each symbol's pending batches in one call; apply backpressure."""
         if not self.pending:
             return
+        self._side_effects(feed_cfg)
         refs = []
         for symbol, batches in self.pending.items():
             handle = self.peers.get(analytics_name(symbol))

@@ -167,10 +167,11 @@ def _progress_line(progress: dict[str, float], summary: dict[str, Any], wall_s: 
 
     sim = datetime.fromtimestamp(progress["sim_now_ns"] / 1e9, tz=UTC).astimezone(ET).strftime("%H:%M:%S ET")
     orders = sum(summary["orders"].values())
+    pnl = summary["realized_pnl"] + summary["unrealized_pnl"]
     return (
-        f"[bold]{sim}[/] wall {wall_s:5.1f}s | events {progress['events']:,.0f} | signals {summary['signals']} | "
-        f"orders {orders} | fills {summary['fills']} | P&L {summary['realized_pnl'] + summary['unrealized_pnl']:+,.2f}"
-        f" | restarts {sum(summary['restarts'].values())} | {summary['trading_state']}"
+        f"[bold]{sim}[/] {wall_s:4.0f}s ev {progress['events']:,.0f} sig {summary['signals']} "
+        f"ord {orders} fill {summary['fills']} P&L {pnl:+,.0f} rst {sum(summary['restarts'].values())} "
+        f"{summary['trading_state']}"
     )
 
 
@@ -265,9 +266,9 @@ def command_status(config: QuanticityConfig, console: Console) -> int:
     for name in sorted(set(topology) | set(beats)):
         beat = beats.get(name, {})
         age = f"{(now - int(beat['ts'])) / 1e9:.1f}s" if beat else "none"
-        node = (topology.get(name, {}).get("node") or "-")[:12]
+        node = (topology.get(name, {}).get("node") or "-")[:8]
         table.add_row(
-            name,
+            name.removeprefix("quanticity:"),
             topology.get(name, {}).get("kind", beat.get("kind", "?")),
             node,
             age,

@@ -130,7 +130,7 @@ class SessionSection(Strict):
 class FeedSection(Strict):
     """How the feed batches events to the per-symbol actors (batching is what makes it fast)."""
 
-    flush_ms: PositiveFloat = 10.0
+    flush_ms: PositiveFloat = 20.0
     max_steps_per_flush: PositiveInt = 50
     max_inflight_flushes: PositiveInt = 4
     router_tick_every_s: PositiveFloat = 5.0
@@ -188,7 +188,7 @@ class ChainSpec(Strict):
     strikes_each_side: Annotated[int, Field(ge=1, le=200)] = 10
     expiries: Annotated[int, Field(ge=1, le=60)] = 6
     option_half_spread_pct: Annotated[float, Field(gt=0, lt=50)] = 1.5
-    refresh_steps: PositiveInt = 5
+    refresh_steps: PositiveInt = 60
     risk_free_rate: Annotated[float, Field(ge=-0.05, le=0.25)] = 0.045
 
 

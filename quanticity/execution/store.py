@@ -62,6 +62,7 @@ class ExecutionStore:
             keys.order(order.order_ref),
             mapping={"status": order.status.value, "broker_filled": order.filled, "updated_at": ts_ns},
         )
+        # note: the broker's status is authoritative; the booked quantity stays in "filled"
         pipe.srem(keys.ORDERS_PENDING, order.order_ref)
         pipe.execute()
 
@@ -84,6 +85,10 @@ class ExecutionStore:
         raw = self._client.hget(keys.POSITIONS, fill.contract.key)
         position = msgspec.json.decode(raw, type=Position) if raw else None
         new_position, realized = apply_fill(position, fill)
+        order = self._client.hmget(keys.order(fill.order_ref), "intent", "filled")
+        ordered = decode(order[0], OrderIntent).quantity if order[0] else 0
+        filled = int(order[1] or 0) + fill.quantity
+        status = OrderStatus.FILLED if ordered and filled >= ordered else OrderStatus.PARTIALLY_FILLED
         pipe = self._client.pipeline(transaction=True)
         pipe.sadd(keys.FILLS_SEEN, fill.exec_id)
         if new_position is None:
@@ -92,7 +97,7 @@ class ExecutionStore:
             pipe.hset(keys.POSITIONS, fill.contract.key, msgspec.json.encode(new_position).decode())
         pipe.hincrbyfloat(keys.PNL_REALIZED, "total", realized)
         pipe.hincrbyfloat(keys.PNL_REALIZED, fill.strategy, realized)
-        pipe.hincrby(keys.order(fill.order_ref), "filled", fill.quantity)
+        pipe.hset(keys.order(fill.order_ref), mapping={"filled": filled, "status": status.value})
         pipe.xadd(keys.FILLS_STREAM, {"fill": encode(fill).decode(), "realized": f"{realized:.6f}"})
         pipe.execute()
         return True

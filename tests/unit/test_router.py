@@ -145,7 +145,9 @@ def test_partial_fills_above_max_fill_per_step(redis_client: redis.Redis) -> Non
         sizes += [f.quantity for f in fills]
     assert sizes == [50, 50, 20]
     assert broker.lookup("Q1") is not None and broker.lookup("Q1").status is OrderStatus.FILLED  # type: ignore[union-attr]
-    assert ExecutionStore(redis_client).positions()[CONTRACT.key].quantity == 120
+    store = ExecutionStore(redis_client)
+    assert store.positions()[CONTRACT.key].quantity == 120
+    assert store.status("Q1") is OrderStatus.FILLED
 
 
 def test_reconcile_books_fills_missed_while_down(redis_client: redis.Redis) -> None:
