@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config_dir, overrides=overrides)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/]\n{exc}", markup=True, highlight=False)
+        print(f"configuration error\n{exc}", file=sys.stderr)
         return 2
     if args.command == "run":
         return command_run(config, args, console)

@@ -94,5 +94,5 @@ def test_cli_reports_bad_config_and_exits_2(config_dir: Path, capsys: pytest.Cap
     path = config_dir / "trading.yaml"
     path.write_text(path.read_text().replace("max_orders_per_minute: 30", "max_orders_per_minute: lots"))
     assert main(["--config-dir", str(config_dir), "status"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "trading.yaml" in out and "risk.max_orders_per_minute" in out and "'lots'" in out

@@ -251,9 +251,9 @@ def test_option_quote_prices_listed_and_unlisted_contracts(
     market_cfg: MarketFile, calendar: NyseCalendar, session: dt.date
 ) -> None:
     market = _make(market_cfg, calendar, session, ["SPY"])
-    for _ in range(5):
+    for _ in range(market_cfg.chain.refresh_steps):
         market.step(0)
-    listed = market.step(0)["SPY"].options  # step 6 refreshes with refresh_steps = 5
+    listed = market.step(0)["SPY"].options  # the step after a full refresh interval carries the chain
     assert listed
     for option in listed[::17]:
         again = market.option_quote(option.contract, ts_init_ns=0)
