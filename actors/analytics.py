@@ -6,6 +6,7 @@ import json
 import time
 
 import ray
+import redis
 
 from actors.common import ActorShell, strategy_name
 from quanticity import keys
@@ -33,6 +34,7 @@ class SymbolAnalyticsActor(ActorShell):
         if raw:
             self.features.restore(json.loads(raw))
         self.forwarded = 0
+        self.redis_errors = 0
         self._last_checkpoint_ns = self.features.last_event_ns
         self._strategies = [strategy_name(config.trading.strategy.name)]
 
@@ -45,10 +47,14 @@ class SymbolAnalyticsActor(ActorShell):
         self.events = self.features.events
         self.errors = sum(self.features.rejected.values())
         now = self.features.last_event_ns
-        if now and self.features.snapshot_due(now):
-            self._forward(now)
-        if now - self._last_checkpoint_ns >= self.config.trading.analytics.checkpoint_every_s * NS:
-            self.checkpoint()
+        try:
+            if now and self.features.snapshot_due(now):
+                self._forward(now)
+            if now - self._last_checkpoint_ns >= self.config.trading.analytics.checkpoint_every_s * NS:
+                self.checkpoint()
+        except redis.RedisError as exc:  # Redis restarting: state stays in memory, next checkpoint catches up
+            self.redis_errors += 1
+            self.log.warning("analytics write failed", extra={"symbol": self.symbol, "error": str(exc)})
         self.latency.add(time.perf_counter() - started)
         return self.features.events - before
 
@@ -79,5 +85,6 @@ class SymbolAnalyticsActor(ActorShell):
         return {
             "forwarded": self.forwarded,
             "restored": float(self.restored),
+            "redis_errors": self.redis_errors,
             **{f"rejected_{k}": float(v) for k, v in self.features.rejected.items()},
         }

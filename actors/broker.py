@@ -12,6 +12,7 @@ import time
 from datetime import date
 
 import ray
+import redis
 
 from actors.common import BROKER, ROUTER, ActorShell
 from quanticity import keys
@@ -47,7 +48,12 @@ class SimBrokerActor(ActorShell):
         self.now_ns = spec.sim_start_ns
 
     def _save(self) -> None:
-        self.redis.set(keys.SIM_BROKER_STATE, json.dumps(self.broker.state()))
+        """Checkpoint the venue; if Redis is unavailable, keep going and save on the next change."""
+        try:
+            self.redis.set(keys.SIM_BROKER_STATE, json.dumps(self.broker.state()))
+        except redis.RedisError as exc:
+            self.errors += 1
+            self.log.warning("venue checkpoint failed; retried on the next change", extra={"error": str(exc)})
 
     def _quote(self, contract: OptionContract) -> tuple[float, float] | None:
         if contract.underlying not in self.marks:
@@ -104,6 +110,10 @@ class SimBrokerActor(ActorShell):
     def open_orders(self) -> list[BrokerOrder]:
         """Working orders."""
         return self.broker.open_orders()
+
+    def execution_count(self) -> int:
+        """Number of executions so far (the router compares it with what it booked)."""
+        return self.broker.execution_count
 
     def executions(self) -> list[Fill]:
         """Every execution of the session (the router de-duplicates by execution id)."""

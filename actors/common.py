@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -66,6 +68,64 @@ class Peers:
     def forget(self, name: str) -> None:
         """Drop a cached handle (after a call to it failed), so the next get looks it up again."""
         self._cache.pop(name, None)
+
+
+class StreamFollower:
+    """A background thread that reads a Redis stream from a persisted cursor, entry by entry.
+
+    ``handle(entry_id, fields)`` is called in order; the cursor is saved after each entry, so a
+    restarted actor resumes after the last entry it finished. ``last_loop_ns`` lets the actor
+    report a stalled loop as unhealthy (the supervisor then replaces it).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        cursor_key: str,
+        handle: Callable[[str, dict[str, str]], None],
+        log: logging.Logger,
+        name: str,
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self._cursor_key = cursor_key
+        self._handle = handle
+        self._log = log
+        self.cursor = client.get(cursor_key) or "0-0"
+        self.read_errors = 0
+        self.last_loop_ns = time.time_ns()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.last_loop_ns = time.time_ns()
+            try:
+                batch = self._client.xread({self._stream: self.cursor}, count=64, block=200)
+            except redis.RedisError as exc:
+                self.read_errors += 1
+                self._log.warning("stream unreadable; retrying", extra={"stream": self._stream, "error": str(exc)})
+                self._stop.wait(0.2)
+                continue
+            for _, entries in batch or []:
+                for entry_id, fields in entries:
+                    self._handle(entry_id, fields)
+                    self.cursor = entry_id
+                    self._client.set(self._cursor_key, entry_id)
+
+    def stalled_for_s(self) -> float:
+        """Seconds since the loop last came round (0 while it is healthy)."""
+        return (time.time_ns() - self.last_loop_ns) / 1e9
+
+    def stop(self) -> None:
+        """Stop after the current entry."""
+        self._stop.set()
+
+
+STALL_LIMIT_S = 30.0
+"""A follower loop that has not come round for this long makes its actor report unhealthy."""
 
 
 class ActorShell:

@@ -12,8 +12,10 @@ import asyncio
 import json
 import time
 from collections import deque
+from datetime import date
 
 import ray
+import redis
 from ray.exceptions import RayActorError
 
 from actors.common import BROKER, ROUTER, ActorShell, analytics_name
@@ -40,8 +42,6 @@ class SimFeedActor(ActorShell):
             for symbol in set(symbols) - set(self.market.symbols):
                 self.market.add_symbol(symbol)
         else:
-            from datetime import date
-
             self.market = SyntheticMarket(
                 config.market,
                 list(symbols),
@@ -161,7 +161,11 @@ class SimFeedActor(ActorShell):
         if now - self._last_checkpoint_ns >= feed_cfg.checkpoint_every_s * NS:
             pipe.set(keys.FEED_STATE, json.dumps(self.market.state()))
             self._last_checkpoint_ns = now
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:  # Redis restarting: market data goes on, snapshots resume after
+            self.errors += 1
+            self.log.warning("raw snapshot write failed", extra={"error": str(exc)})
 
     async def _flush(self, feed_cfg: FeedSection) -> None:
         """Send each symbol's pending batches in one call; apply backpressure."""
@@ -195,6 +199,9 @@ class SimFeedActor(ActorShell):
                 self.errors += 1
                 for symbol in self.market.symbols:
                     self.peers.forget(analytics_name(symbol))
+            except Exception as exc:  # a failed batch (e.g. Redis down) must not stop the market
+                self.errors += 1
+                self.log.warning("symbol actor failed a batch", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     def stats(self) -> dict[str, float]:
         return {

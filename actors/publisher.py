@@ -6,13 +6,11 @@ the channel's files are the record of what was delivered, so nothing is written 
 
 from __future__ import annotations
 
-import threading
 import time
 
 import ray
-import redis
 
-from actors.common import ActorShell
+from actors.common import STALL_LIMIT_S, ActorShell, StreamFollower
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.distribution.channel_log import ChannelLog
@@ -31,25 +29,11 @@ class PublisherActor(ActorShell):
         self.channel = channel
         spec_ = config.distribution.channels[channel]
         self.log_file = ChannelLog(config.distribution.log_dir, channel, list(spec_.tiers))
-        self.cursor = self.redis.get(keys.publisher_cursor(channel)) or "0-0"
         self.published = 0
         self.skipped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="publisher", daemon=True)
-        self._thread.start()
-
-    def _follow(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batch = self.redis.xread({keys.FILLS_STREAM: self.cursor}, count=64, block=200)
-            except redis.RedisError as exc:
-                self.errors += 1
-                self.log.warning("fills stream unreadable; retrying", extra={"error": str(exc)})
-                time.sleep(0.2)
-                continue
-            for _, entries in batch or []:
-                for entry_id, fields in entries:
-                    self._deliver(entry_id, fields)
+        self.follower = StreamFollower(
+            self.redis, keys.FILLS_STREAM, keys.publisher_cursor(channel), self._deliver, self.log, "publisher"
+        )
 
     def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
         started = time.perf_counter()
@@ -67,13 +51,16 @@ class PublisherActor(ActorShell):
                 self.redis.sadd(keys.publisher_sent(self.channel), fill.exec_id)
                 self.published += 1
                 self.events += 1
-        self.cursor = entry_id
-        self.redis.set(keys.publisher_cursor(self.channel), entry_id)
         self.latency.add(time.perf_counter() - started)
 
     def stop(self) -> None:
         """Stop following the stream."""
-        self._stop.set()
+        self.follower.stop()
+
+    def ping(self):  # noqa: ANN201 - same as ActorShell.ping
+        if self.follower.stalled_for_s() > STALL_LIMIT_S:
+            raise RuntimeError(f"fills follower stalled for {self.follower.stalled_for_s():.0f} s")
+        return super().ping()
 
     def stats(self) -> dict[str, float]:
         return {"published": self.published, "skipped_duplicates": self.skipped}

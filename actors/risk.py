@@ -11,10 +11,9 @@ import threading
 import time
 
 import ray
-import redis
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from actors.common import ROUTER, ActorShell
+from actors.common import ROUTER, STALL_LIMIT_S, ActorShell, StreamFollower
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.execution.store import ExecutionStore
@@ -40,25 +39,11 @@ class RiskGateActor(ActorShell):
         )
         self.gate.restore_rate_window(self.clock.now_ns())
         self.execution = ExecutionStore(self.redis)
-        self.cursor = self.redis.get(keys.RISK_CURSOR) or "0-0"
         self.decisions: dict[str, int] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._consume, name="risk-consumer", daemon=True)
-        self._thread.start()
-
-    # --- the consumer loop ----------------------------------------------------------------
-    def _consume(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batch = self.redis.xread({keys.SIGNALS_STREAM: self.cursor}, count=64, block=200)
-            except redis.RedisError as exc:
-                self.errors += 1
-                self.log.warning("signal stream unreadable; retrying", extra={"error": str(exc)})
-                time.sleep(0.2)
-                continue
-            for _, entries in batch or []:
-                for entry_id, fields in entries:
-                    self._handle(entry_id, fields)
+        self.follower = StreamFollower(
+            self.redis, keys.SIGNALS_STREAM, keys.RISK_CURSOR, self._handle, self.log, "risk-consumer"
+        )
 
     def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
         started = time.perf_counter()
@@ -68,16 +53,25 @@ class RiskGateActor(ActorShell):
             self.errors += 1
             self.decisions["MALFORMED_SIGNAL"] = self.decisions.get("MALFORMED_SIGNAL", 0) + 1
             self.log.error("malformed signal skipped", extra={"entry": entry_id, "error": str(exc)})
-            self._advance(entry_id)
             return
-        decision, intent = self.gate.evaluate(signal, self._exposure(), self.clock.now_ns())
+        now = self.clock.now_ns()
+        exposure = self._exposure()
+        breaker = self.gate.daily_loss_check(exposure, now)
+        if breaker is not None:
+            self._alert(breaker, exposure)
+        decision, intent = self.gate.evaluate(signal, exposure, now)
         self.store.audit(decision)
         self.decisions[decision.reason_code] = self.decisions.get(decision.reason_code, 0) + 1
         self.events += 1
         if intent is not None:
             self._deliver(intent)
-        self._advance(entry_id)
         self.latency.add(time.perf_counter() - started)
+
+    def _alert(self, level: str, exposure: Exposure) -> None:
+        pnl = exposure.realized_pnl + exposure.unrealized_pnl
+        text = f"daily loss breaker {level}: P&L {pnl:+,.2f}; trading {self.gate.state.value}"
+        self.redis.xadd(keys.ALERTS, {"level": level, "text": text, "ts": time.time_ns()}, maxlen=10_000)
+        self.log.warning(text, extra={"level": level})
 
     def _deliver(self, intent: OrderIntent) -> None:
         """Hand the intent to the router until it acknowledges; safe to repeat (idempotent ref)."""
@@ -98,10 +92,6 @@ class RiskGateActor(ActorShell):
                         "router refused; will retry", extra={"order_ref": intent.order_ref, "error": str(exc)}
                     )
             time.sleep(0.1)
-
-    def _advance(self, entry_id: str) -> None:
-        self.cursor = entry_id
-        self.redis.set(keys.RISK_CURSOR, entry_id)
 
     def _exposure(self) -> Exposure:
         positions = self.execution.positions()
@@ -138,6 +128,12 @@ class RiskGateActor(ActorShell):
     def stop(self) -> None:
         """Stop consuming (used at the end of a session)."""
         self._stop.set()
+        self.follower.stop()
+
+    def ping(self):  # noqa: ANN201 - same as ActorShell.ping
+        if self.follower.stalled_for_s() > STALL_LIMIT_S:
+            raise RuntimeError(f"signal consumer stalled for {self.follower.stalled_for_s():.0f} s")
+        return super().ping()
 
     def stats(self) -> dict[str, float]:
         return {

@@ -53,6 +53,9 @@ class BrokerActorClient:
     def open_orders(self) -> list[BrokerOrder]:
         return self._call("open_orders")  # type: ignore[return-value]
 
+    def execution_count(self) -> int:
+        return self._call("execution_count")  # type: ignore[return-value]
+
     def quotes(self, contracts: list) -> dict[str, tuple[float, float]]:
         return self._call("quotes", contracts)  # type: ignore[return-value]
 
@@ -95,7 +98,12 @@ class OrderRouterActor(ActorShell):
         return self.router.on_fills(fills)
 
     def on_tick(self, now_ns: int) -> int:
-        """Revalue open positions and enqueue the exits that are due; returns how many."""
+        """Catch up on missed executions, revalue positions, enqueue due exits; returns exits enqueued."""
+        try:
+            if self.broker.execution_count() != self.store.booked_count():
+                self.router.on_fills(self.broker.executions())  # a push was lost: replay, de-duplicated
+        except BrokerError:
+            return 0
         positions = self.store.positions()
         if not positions:
             return 0

@@ -6,11 +6,12 @@ import json
 import time
 
 import ray
+import redis
 
 from actors.common import ActorShell
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
-from quanticity.messages import FeatureSnapshot, encode
+from quanticity.messages import FeatureSnapshot, Signal, encode
 from quanticity.session import RunSpec
 from quanticity.store.client import SignalQueue
 from quanticity.strategies.imbalance_momentum import ImbalanceMomentumStrategy
@@ -41,15 +42,27 @@ class StrategyActor(ActorShell):
         signal = self.strategy.on_features(snap, now_ns=snap.ts_event, ts_init=time.time_ns())
         entry = None
         if signal is not None:
+            entry = self._enqueue(signal)
+        self.latency.add(time.perf_counter() - started)
+        return entry
+
+    def _enqueue(self, signal: Signal) -> str | None:
+        """Atomic check-and-enqueue; a Redis outage loses this signal (counted), never duplicates it."""
+        try:
             entry = self.queue.enqueue_once(
                 keys.signal_dedupe(signal.signal_id), keys.SIGNALS_STREAM, encode(signal).decode(), SIGNAL_TTL_S
             )
-            if entry is None:
-                self.duplicates += 1
-            else:
-                self.enqueued += 1
             self.redis.set(keys.strategy_state(self.strategy.config.name), json.dumps(self.strategy.state()))
-        self.latency.add(time.perf_counter() - started)
+        except redis.RedisError as exc:
+            self.errors += 1
+            self.log.warning(
+                "signal not enqueued: Redis unavailable", extra={"signal_id": signal.signal_id, "error": str(exc)}
+            )
+            return None
+        if entry is None:
+            self.duplicates += 1
+        else:
+            self.enqueued += 1
         return entry
 
     def set_enabled(self, enabled: bool) -> bool:

@@ -154,6 +154,9 @@ def heartbeat(actor: str) -> str:
     return f"heartbeat:{actor}"
 
 
+ALERTS = "system:alerts"
+"""Stream of alerts for the admin (daily-loss warning, halts); Telegram delivery reads it."""
+
 SIM_CLOCK = "system:clock"
 """Simulated time (ns) of the feed's last step: the shared "now" of a simulated session."""
 

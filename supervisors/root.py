@@ -240,6 +240,12 @@ class RootSupervisor:
             except RayActorError:
                 self._restart(child, "dead")
                 verdicts[child.name] = "restarted (dead)"
+            except Exception as exc:  # the child answered "unhealthy" (e.g. a stalled loop): treat as a miss
+                child.missed += 1
+                verdicts[child.name] = f"unhealthy {child.missed}: {exc.__class__.__name__}"
+                if child.missed >= sup.hung_after_missed:
+                    self._restart(child, "unhealthy")
+                    verdicts[child.name] = "restarted (unhealthy)"
         return verdicts
 
     def _restart(self, child: Child, why: str) -> None:

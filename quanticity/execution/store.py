@@ -102,6 +102,10 @@ class ExecutionStore:
         pipe.execute()
         return True
 
+    def booked_count(self) -> int:
+        """How many distinct executions have been booked."""
+        return int(self._client.scard(keys.FILLS_SEEN))
+
     def positions(self) -> dict[str, Position]:
         """Open positions by contract key."""
         return {k: msgspec.json.decode(v, type=Position) for k, v in self._client.hgetall(keys.POSITIONS).items()}

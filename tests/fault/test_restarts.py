@@ -162,3 +162,27 @@ def test_hung_actor_is_killed_and_replaced(
         assert ray.get_actor(BROKER, namespace=ns)._actor_id.hex() != old_id
     finally:
         stop_system(supervisor)
+
+
+def test_redis_killed_mid_session_recovers_without_loss(
+    ray_session: None,
+    redis_client: redis.Redis,
+    embedded_redis,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    config = system_config(tmp_path)
+    ns = config.system.system.namespace
+    supervisor = start_system(config, session_spec(config, minutes=40), embedded_redis.url)
+    try:
+        wait_for(lambda: redis_client.xlen(keys.FILLS_STREAM) > 0, 180, "a first fill")
+        fills_before = redis_client.xlen(keys.FILLS_STREAM)
+        embedded_redis.kill()  # abrupt: the append-only file is all that survives
+        embedded_redis.start()  # same port, same data directory
+        assert redis_client.xlen(keys.FILLS_STREAM) >= fills_before  # durable state came back
+        wait_until_done(config, timeout_s=300)
+        assert wait_until_quiet(redis_client, timeout_s=30)
+        ray.get(ray.get_actor(ROUTER, namespace=ns).reconcile.remote())
+        wait_for(lambda: _publisher_caught_up(redis_client), 30, "publisher to catch up")
+        assert_books_consistent(redis_client, config, tmp_path / "channels")
+    finally:
+        stop_system(supervisor)
