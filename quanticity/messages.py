@@ -150,8 +150,8 @@ class UnderlyingMark(Message, frozen=True, kw_only=True):
 class FeatureSnapshot(Message, frozen=True, kw_only=True):
     """What a SymbolAnalytics actor tells the strategies about one symbol.
 
-    ``origin_ts_init`` is the ``ts_init`` of the oldest market event that went into this
-    snapshot, so the tick-to-order latency can be measured at the router.
+    ``origin_ts_init`` is the ``ts_init`` of the batch whose events made this snapshot due (the
+    triggering tick), so the tick-to-order latency can be measured at the router.
     """
 
     symbol: str

@@ -83,7 +83,7 @@ class SymbolFeatures:
         self.rejected: Counter[str] = Counter()
         self._last_forward_ns = 0
         self._last_forward_mid = math.nan
-        self._pending_origin_ns = 0
+        self._trigger_ts_init = 0  # ts_init of the latest batch: the tick that makes a snapshot due
 
     # --- ingestion ------------------------------------------------------------------------
     def on_batch(self, batch: MarketBatch) -> None:
@@ -108,8 +108,8 @@ class SymbolFeatures:
         for option in batch.options:
             if self._accept(option):
                 self.chain[option.contract.key] = option
-        if self._pending_origin_ns == 0 and batch.event_count:
-            self._pending_origin_ns = batch.ts_init
+        if batch.event_count:
+            self._trigger_ts_init = batch.ts_init
 
     def _accept(self, event: Quote | Trade | BookSnapshot | OptionQuote) -> bool:
         reason = reject_reason(event)
@@ -195,13 +195,12 @@ class SymbolFeatures:
             momentum_bps=self.momentum_bps(),
             computed_at=now_ns,
             valid_until=now_ns + int(self.config.snapshot_ttl_s * NS),
-            origin_ts_init=self._pending_origin_ns or ts_init,
+            origin_ts_init=self._trigger_ts_init or ts_init,
             atm_call=self.first_otm(Right.CALL, now_ns),
             atm_put=self.first_otm(Right.PUT, now_ns),
         )
         self._last_forward_ns = now_ns
         self._last_forward_mid = self.mid
-        self._pending_origin_ns = 0
         return snap
 
     # --- checkpoint -----------------------------------------------------------------------

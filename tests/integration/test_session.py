@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
 import ray
 import redis
+from prometheus_client import CollectorRegistry, start_http_server
 
 from actors.common import BROKER, FEED, RISK, ROUTER, analytics_name, publisher_name
 from quanticity import keys
 from quanticity.execution.store import ExecutionStore
 from quanticity.messages import Side
 from quanticity.observability.metrics import QuanticityCollector, read_heartbeats
+from quanticity.store.embedded import free_port
 from supervisors.launch import start_system, stop_system, wait_until_done, wait_until_quiet
 from tests.system_harness import session_spec, system_config
 
@@ -82,6 +85,18 @@ def test_every_actor_heartbeats_and_metrics_export(finished_session, redis_clien
     )
     spy = [s for s in families["quanticity_actor_events"].samples if s.labels["actor"] == analytics_name("SPY")]
     assert spy and spy[0].value > 0
+    # the same families over HTTP, as Prometheus scrapes them
+    registry = CollectorRegistry()
+    registry.register(QuanticityCollector(redis_client))
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    assert f'quanticity_actor_events_total{{actor="{analytics_name("SPY")}",kind="analytics"}}' in body
+    assert "quanticity_actor_heartbeat_age_seconds" in body
 
 
 def test_analytics_snapshots_carry_validity(finished_session, redis_client: redis.Redis) -> None:  # noqa: ANN001
