@@ -11,6 +11,7 @@ import json
 import time
 from datetime import date
 
+import msgspec
 import ray
 import redis
 
@@ -37,9 +38,16 @@ class SimBrokerActor(ActorShell):
             commission_per_contract=execution.commission_per_contract,
             min_commission=execution.min_commission,
         )
-        raw = self.redis.get(keys.SIM_BROKER_STATE)
-        if raw:
-            self.broker.restore(json.loads(raw))
+        orders = self.redis.hvals(keys.SIM_BROKER_ORDERS)
+        if orders:
+            meta = self.redis.hgetall(keys.SIM_BROKER_META)
+            self.broker.load(
+                [json.loads(o) for o in orders],
+                [json.loads(e) for e in self.redis.lrange(keys.SIM_BROKER_EXECUTIONS, 0, -1)],
+                json.loads(meta["rng"]) if "rng" in meta else None,
+            )
+            self.broker.duplicate_places = int(meta.get("duplicate_places", 0))
+        self._saved_executions = self.broker.execution_count
         # a pricing-only twin of the feed's market: same listing and model, driven by the feed's marks
         self.pricing = SyntheticMarket(
             config.market, [], date.fromisoformat(spec.session_date), spec.seed, spec.sim_start_ns, spec.step_ns
@@ -47,10 +55,24 @@ class SimBrokerActor(ActorShell):
         self.marks: dict[str, UnderlyingMark] = {}
         self.now_ns = spec.sim_start_ns
 
-    def _save(self) -> None:
-        """Checkpoint the venue; if Redis is unavailable, keep going and save on the next change."""
+    def _save(self, changed: list[str]) -> None:
+        """Persist the changed orders, new executions and generator state in one transaction.
+
+        If Redis is unavailable the venue keeps going; the orders are written with their next change.
+        """
         try:
-            self.redis.set(keys.SIM_BROKER_STATE, json.dumps(self.broker.state()))
+            pipe = self.redis.pipeline(transaction=True)
+            for ref in changed:
+                pipe.hset(keys.SIM_BROKER_ORDERS, ref, json.dumps(self.broker.order_record(ref)))
+            new = self.broker.executions(self._saved_executions)
+            if new:
+                pipe.rpush(keys.SIM_BROKER_EXECUTIONS, *(msgspec.json.encode(f).decode() for f in new))
+            pipe.hset(
+                keys.SIM_BROKER_META,
+                mapping={"rng": json.dumps(self.broker.rng_state()), "duplicate_places": self.broker.duplicate_places},
+            )
+            pipe.execute()
+            self._saved_executions += len(new)
         except redis.RedisError as exc:
             self.errors += 1
             self.log.warning("venue checkpoint failed; retried on the next change", extra={"error": str(exc)})
@@ -74,7 +96,7 @@ class SimBrokerActor(ActorShell):
             return 0
         fills = self.broker.on_market(self._quote, self.now_ns, time.time_ns())
         if fills:
-            self._save()
+            self._save(sorted({f.order_ref for f in fills}))
             router = self.peers.get(ROUTER)
             if router is not None:
                 router.on_fills.remote(fills)
@@ -94,13 +116,14 @@ class SimBrokerActor(ActorShell):
     def place(self, intent: OrderIntent) -> BrokerOrder:
         """Accept an order (idempotent by reference) and persist before acknowledging."""
         order = self.broker.place(intent)
-        self._save()
+        self._save([intent.order_ref])
         return order
 
     def cancel(self, order_ref: str) -> BrokerOrder | None:
         """Cancel a working order."""
         order = self.broker.cancel(order_ref)
-        self._save()
+        if order is not None:
+            self._save([order_ref])
         return order
 
     def lookup(self, order_ref: str) -> BrokerOrder | None:

@@ -40,6 +40,7 @@ class RiskGateActor(ActorShell):
         self.gate.restore_rate_window(self.clock.now_ns())
         self.execution = ExecutionStore(self.redis)
         self.decisions: dict[str, int] = {}
+        self._exposure_cache: tuple[int, Exposure] | None = None
         self._stop = threading.Event()
         self.follower = StreamFollower(
             self.redis, keys.SIGNALS_STREAM, keys.RISK_CURSOR, self._handle, self.log, "risk-consumer"
@@ -94,6 +95,15 @@ class RiskGateActor(ActorShell):
             time.sleep(0.1)
 
     def _exposure(self) -> Exposure:
+        """The book as the gate sees it; rebuilt only when the router changed positions or P&L."""
+        version = self.execution.version()
+        if self._exposure_cache is not None and self._exposure_cache[0] == version:
+            return self._exposure_cache[1]
+        exposure = self._read_exposure()
+        self._exposure_cache = (version, exposure)
+        return exposure
+
+    def _read_exposure(self) -> Exposure:
         positions = self.execution.positions()
         by_direction: dict[Direction, int] = {}
         for position in positions.values():

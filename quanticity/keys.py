@@ -120,6 +120,9 @@ FILLS_SEEN = "trades:exec_ids"
 POSITIONS = "positions:open"
 """Hash: contract key → JSON position (quantity, average price, strategy)."""
 
+POSITIONS_VERSION = "positions:version"
+"""Counter bumped on every change of positions, marks or realized P&L (readers cache by it)."""
+
 PNL_REALIZED = "pnl:realized"
 """Hash: ``total`` and per-strategy realized P&L, net of commissions."""
 
@@ -163,8 +166,14 @@ SIM_CLOCK = "system:clock"
 FEED_STATE = "system:feed:state"
 """Checkpoint of the simulated feed (market state, step count), so a restarted feed resumes."""
 
-SIM_BROKER_STATE = "sim:broker:state"
-"""Checkpoint of the simulated broker (its orders and executions): the venue outlives the router."""
+SIM_BROKER_ORDERS = "sim:broker:orders"
+"""Hash: order reference → the simulated venue's record of it (the venue outlives the router)."""
+
+SIM_BROKER_EXECUTIONS = "sim:broker:executions"
+"""List of the simulated venue's executions, in order."""
+
+SIM_BROKER_META = "sim:broker:meta"
+"""Hash: the simulated venue's fill-generator state and duplicate-send counter."""
 
 HEARTBEAT_PATTERN = "heartbeat:*"
 """Pattern matching every heartbeat key, for ``quanticity status``."""

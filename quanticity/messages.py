@@ -89,11 +89,22 @@ class Quote(Message, frozen=True, kw_only=True):
 
 
 class Trade(Message, frozen=True, kw_only=True):
-    """One print on the tape of an underlying."""
+    """One print on the tape of an underlying; ``dark`` marks an off-exchange (dark-pool) print."""
 
     symbol: str
     price: float
     size: int
+    dark: bool = False
+
+
+class OptionTrade(Message, frozen=True, kw_only=True):
+    """One option print with the quote it traded against (for aggressor classification)."""
+
+    contract: OptionContract
+    price: float
+    size: int
+    bid: float
+    ask: float
 
 
 class BookSnapshot(Message, frozen=True, kw_only=True):
@@ -132,11 +143,12 @@ class MarketBatch(Message, frozen=True, kw_only=True):
     trades: tuple[Trade, ...] = ()
     books: tuple[BookSnapshot, ...] = ()
     options: tuple[OptionQuote, ...] = ()
+    option_trades: tuple[OptionTrade, ...] = ()
 
     @property
     def event_count(self) -> int:
         """How many market events the batch carries."""
-        return len(self.quotes) + len(self.trades) + len(self.books) + len(self.options)
+        return len(self.quotes) + len(self.trades) + len(self.books) + len(self.options) + len(self.option_trades)
 
 
 class UnderlyingMark(Message, frozen=True, kw_only=True):

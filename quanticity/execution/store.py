@@ -99,8 +99,13 @@ class ExecutionStore:
         pipe.hincrbyfloat(keys.PNL_REALIZED, fill.strategy, realized)
         pipe.hset(keys.order(fill.order_ref), mapping={"filled": filled, "status": status.value})
         pipe.xadd(keys.FILLS_STREAM, {"fill": encode(fill).decode(), "realized": f"{realized:.6f}"})
+        pipe.incr(keys.POSITIONS_VERSION)
         pipe.execute()
         return True
+
+    def version(self) -> int:
+        """Changes so far to positions, marks or realized P&L (cache key for readers)."""
+        return int(self._client.get(keys.POSITIONS_VERSION) or 0)
 
     def booked_count(self) -> int:
         """How many distinct executions have been booked."""
@@ -118,7 +123,10 @@ class ExecutionStore:
             if key in positions:
                 updates[key] = msgspec.json.encode(msgspec.structs.replace(positions[key], mark=mark)).decode()
         if updates:
-            self._client.hset(keys.POSITIONS, mapping=updates)
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(keys.POSITIONS, mapping=updates)
+            pipe.incr(keys.POSITIONS_VERSION)
+            pipe.execute()
 
     def realized_pnl(self) -> dict[str, float]:
         """Realized P&L: ``total`` and per strategy, net of commissions."""

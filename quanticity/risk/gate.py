@@ -14,7 +14,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 from quanticity.calendar import ET, NyseCalendar
@@ -104,6 +104,7 @@ class RiskGate:
         self.state, self.state_reason = store.load_state()
         self._order_times: deque[int] = deque()
         self.loss_warning_sent = False
+        self._cutoffs: dict[date, datetime] = {}
         self.approved = 0
         self.denied = 0
 
@@ -176,9 +177,7 @@ class RiskGate:
             return Reason.DAILY_LOSS_HALT, self.state_reason, None
         now_et = datetime.fromtimestamp(now_ns / NS, tz=UTC).astimezone(ET)
         if signal.contract.expiry == now_et.date().isoformat():
-            cutoff = datetime.combine(now_et.date(), cfg.zero_dte_cutoff, tzinfo=ET)
-            if self.calendar.is_session(now_et.date()):
-                cutoff = min(cutoff, self.calendar.session_close(now_et.date()) - timedelta(minutes=30))
+            cutoff = self._zero_dte_cutoff(now_et.date())
             if now_et >= cutoff:
                 return Reason.ZERO_DTE_CUTOFF, f"0DTE entry at {now_et:%H:%M:%S} ET ≥ cutoff {cutoff:%H:%M}", None
         spread_pct = (ask - bid) / mid * 100 if mid > 0 else math.inf
@@ -204,6 +203,16 @@ class RiskGate:
         if qty * limit * 100 > buying_power:
             return Reason.BUYING_POWER, f"cost {qty * limit * 100:.2f} > buying power {buying_power:.2f}", None
         return Reason.APPROVED, f"{qty} @ {limit:.2f}", self._intent(signal, Side.BUY, qty, limit, now_ns)
+
+    def _zero_dte_cutoff(self, day: date) -> datetime:
+        """15:30 ET, or 30 minutes before an early close; computed once per day (calendar lookups are slow)."""
+        cached = self._cutoffs.get(day)
+        if cached is None:
+            cached = datetime.combine(day, self.config.zero_dte_cutoff, tzinfo=ET)
+            if self.calendar.is_session(day):
+                cached = min(cached, self.calendar.session_close(day) - timedelta(minutes=30))
+            self._cutoffs[day] = cached
+        return cached
 
     def size(self, premium: float) -> int:
         """Contracts to buy at ``premium``: the risk budget, capped by contracts and notional."""

@@ -96,6 +96,10 @@ class SimBroker:
         """Orders still working."""
         return [o.view() for o in self._orders.values() if o.status not in _TERMINAL]
 
+    def finished_count(self) -> int:
+        """Orders no longer working (filled, cancelled, rejected)."""
+        return sum(1 for o in self._orders.values() if o.status in _TERMINAL)
+
     def executions(self, since: int = 0) -> list[Fill]:
         """Executions from sequence number ``since`` on (0 = all)."""
         return self._executions[since:]
@@ -156,6 +160,24 @@ class SimBroker:
         )
 
     # --- persistence ----------------------------------------------------------------------
+    def order_record(self, order_ref: str) -> dict[str, Any]:
+        """JSON-serialisable record of one order (incremental persistence writes only what changed)."""
+        return msgspec.to_builtins(self._orders[order_ref])
+
+    def rng_state(self) -> dict[str, Any]:
+        """The fill generator's state (persisted with every matching round)."""
+        return self._rng.bit_generator.state
+
+    def load(self, orders: list[dict[str, Any]], executions: list[dict[str, Any]], rng: dict[str, Any] | None) -> None:
+        """Rebuild from incremental records (see :meth:`order_record`); duplicates count is not kept."""
+        self._orders = {}
+        for raw in orders:
+            order = msgspec.convert(raw, _WorkingOrder)
+            self._orders[order.intent.order_ref] = order
+        self._executions = [msgspec.convert(raw, Fill) for raw in executions]
+        if rng is not None:
+            self._rng.bit_generator.state = rng
+
     def state(self) -> dict[str, Any]:
         """JSON-serialisable checkpoint: orders, executions and the generator state."""
         return {

@@ -84,6 +84,7 @@ from quanticity.messages import (
     MarketBatch,
     OptionContract,
     OptionQuote,
+    OptionTrade,
     Quote,
     Right,
     Trade,
@@ -120,6 +121,17 @@ TRADE_LOTS = (10, 25, 50, 100, 100, 100, 100, 200, 200, 300, 500, 1000)
 """Print sizes, drawn uniformly: mostly round lots, some odd lots and blocks."""
 
 MIN_VOL = 0.01
+#: Share of underlying prints that print off-exchange (dark pools), for dark-vs-lit analytics.
+DARK_SHARE = 0.35
+#: Mean option prints per symbol per step (Poisson), sizes in contracts; 3 % blocks, 5 % sweeps.
+OPTION_PRINTS_PER_STEP = 0.3
+OPTION_LOTS = (1, 1, 1, 2, 2, 3, 5, 5, 10, 10, 20, 25, 50)
+BLOCK_LOTS = (100, 150, 250, 500)
+BLOCK_SHARE = 0.03
+SWEEP_SHARE = 0.05
+SWEEP_LEGS = 3
+#: How strongly the latent imbalance tilts option flow: bullish flow buys calls and sells puts.
+OPTION_SIDE_SKEW = 0.3
 """Floor of the reported instantaneous vol: full truncation lets the variance touch 0."""
 MIN_OPTION_SECONDS = 60.0
 """Floor of an unexpired option's time to expiry (keeps 0DTE greeks finite near the close)."""
@@ -207,6 +219,7 @@ class _Symbol:
         "chain",
         "cursor",
         "extra_raw",
+        "flow_rng",
         "imbalance",
         "imbalance_z",
         "n_trades",
@@ -227,6 +240,8 @@ class _Symbol:
         self.name = name
         self.spec = spec
         self.rng = np.random.Generator(np.random.PCG64(_symbol_seed(seed, name)))
+        # a separate stream for dark flags and option prints, so the price path never depends on them
+        self.flow_rng = np.random.Generator(np.random.PCG64(_symbol_seed(seed, name).spawn(1)[0]))
         self.spot = float(spec.spot)
         self.variance = float(spec.vol) ** 2
         self.imbalance = 0.0
@@ -494,6 +509,7 @@ class SyntheticMarket:
             p_ask = 0.5 + TRADE_SIDE_SKEW * imb
             sides = sym.side_u[row]
             sizes = sym.trade_sizes[row]
+            dark = (sym.flow_rng.random(n_trades) < DARK_SHARE).tolist()
             trades = tuple(
                 Trade(
                     ts_event=now,
@@ -501,9 +517,11 @@ class SyntheticMarket:
                     symbol=name,
                     price=ask if sides[k] < p_ask else bid,
                     size=sizes[k],
+                    dark=dark[k],
                 )
                 for k in range(n_trades)
             )
+        option_trades = self._option_prints(sym, imb, ts_init)
 
         options: tuple[OptionQuote, ...] = ()
         if refresh or sym.options_pending:
@@ -522,7 +540,55 @@ class SyntheticMarket:
             trades=trades,
             books=(book,),
             options=options,
+            option_trades=option_trades,
         )
+
+    def _option_prints(self, sym: _Symbol, imb: float, ts_init: int) -> tuple[OptionTrade, ...]:
+        """This step's option prints of ``sym``: near-the-money weighted, tilted by the latent imbalance.
+
+        Bullish imbalance buys calls and sells puts; 3 % of prints are blocks, 5 % sweep three
+        successively worse price levels. Prints trade at the current simulated quote.
+        """
+        chain = sym.chain
+        rng = sym.flow_rng
+        n = int(rng.poisson(OPTION_PRINTS_PER_STEP))
+        if n == 0 or chain is None or not chain.contracts:
+            return ()
+        weights = chain.open_interest / chain.open_interest.sum()
+        picks = rng.choice(len(chain.contracts), size=n, p=weights)
+        u = rng.random((n, 3))
+        idx = np.asarray(picks)
+        t_years = self._chain_t_years(chain)[idx]
+        contracts = [chain.contracts[i] for i in idx]
+        quotes = self._quote_options(
+            sym, contracts, chain.strikes[idx], chain.is_call[idx], t_years, chain.open_interest[idx], ts_init
+        )
+        prints: list[OptionTrade] = []
+        now = self._now_ns
+        for k, quote in enumerate(quotes):
+            call = quote.contract.right is Right.CALL
+            p_buy = 0.5 + OPTION_SIDE_SKEW * (imb if call else -imb)
+            buy = u[k, 0] < p_buy
+            if u[k, 1] < BLOCK_SHARE:
+                size = BLOCK_LOTS[int(u[k, 2] * len(BLOCK_LOTS))]
+            else:
+                size = OPTION_LOTS[int(u[k, 2] * len(OPTION_LOTS))]
+            legs = SWEEP_LEGS if BLOCK_SHARE <= u[k, 1] < BLOCK_SHARE + SWEEP_SHARE else 1
+            for leg in range(legs):
+                step = OPTION_TICK * leg
+                price = quote.ask + step if buy else max(quote.bid - step, OPTION_TICK)
+                prints.append(
+                    OptionTrade(
+                        ts_event=now,
+                        ts_init=ts_init,
+                        contract=quote.contract,
+                        price=round(price, 2),
+                        size=size,
+                        bid=quote.bid,
+                        ask=quote.ask,
+                    )
+                )
+        return tuple(prints)
 
     def _sub_quotes(
         self,
@@ -795,6 +861,7 @@ class SyntheticMarket:
                     "imbalance": sym.imbalance,
                     "cursor": sym.cursor,
                     "rng": _rng_state_to_json(sym.block_state) if sym.block_state else None,
+                    "flow_rng": _rng_state_to_json(sym.flow_rng.bit_generator.state),
                     "options_pending": sym.options_pending,
                     "anchor": sym.chain.anchor if sym.chain is not None else None,
                 }
@@ -831,4 +898,6 @@ class SyntheticMarket:
                 sym.block_state = sym.rng.bit_generator.state
                 self._fill_block(sym)
             sym.cursor = int(saved["cursor"])
+            if saved.get("flow_rng") is not None:
+                sym.flow_rng.bit_generator.state = _rng_state_from_json(saved["flow_rng"])
         return self
