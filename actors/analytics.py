@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 
 import ray
 import redis
 
 from actors.common import ActorShell, strategy_name
 from quanticity import keys
-from quanticity.analytics.features import SymbolFeatures
+from quanticity.analytics.engine import AnalyticsEngine
 from quanticity.config.models import QuanticityConfig
 from quanticity.messages import MarketBatch, encode
 from quanticity.session import RunSpec
@@ -27,12 +28,25 @@ class SymbolAnalyticsActor(ActorShell):
     def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str, symbol: str) -> None:
         super().__init__(name, config, spec, redis_url)
         self.symbol = symbol
-        min_dte = 0 if symbol in config.system.universe.zero_dte else 14
-        self.features = SymbolFeatures(symbol, config.trading.analytics, min_dte=min_dte)
+        underlying = config.market.underlyings.get(symbol)
+        self.engine = AnalyticsEngine(
+            symbol,
+            config.trading.analytics,
+            min_dte=0 if symbol in config.system.universe.zero_dte else 14,
+            rate=config.market.chain.risk_free_rate,
+            div_yield=underlying.dividend_yield if underlying else 0.0,
+            session_date=date.fromisoformat(spec.session_date),
+        )
+        self.features = self.engine.features
         raw = self.redis.get(keys.analytics_state(symbol))
-        self.restored = bool(raw)
+        self.restored = False
         if raw:
-            self.features.restore(json.loads(raw))
+            try:
+                self.engine.restore(json.loads(raw))
+                self.restored = True
+            except (KeyError, TypeError, ValueError) as exc:  # an incompatible checkpoint: start clean, say so
+                self.errors += 1
+                self.log.error("analytics checkpoint unusable; starting fresh", extra={"error": repr(exc)})
         self.forwarded = 0
         self.redis_errors = 0
         self._last_checkpoint_ns = self.features.last_event_ns
@@ -43,9 +57,9 @@ class SymbolAnalyticsActor(ActorShell):
         started = time.perf_counter()
         before = self.features.events
         for batch in batches:
-            self.features.on_batch(batch)
+            self.engine.on_batch(batch)
         self.events = self.features.events
-        self.errors = sum(self.features.rejected.values())
+        self.errors = sum(self.engine.rejected().values())
         now = self.features.last_event_ns
         try:
             if now and self.features.snapshot_due(now):
@@ -59,12 +73,13 @@ class SymbolAnalyticsActor(ActorShell):
         return self.features.events - before
 
     def _forward(self, now: int) -> None:
-        snap = self.features.snapshot(now, time.time_ns())
-        self.redis.set(
-            keys.analytics(self.symbol, "features"),
-            encode(snap),
-            ex=int(self.config.trading.analytics.snapshot_ttl_s) + 1,
-        )
+        snap, metrics = self.engine.snapshot(now, time.time_ns())
+        ttl = int(self.config.trading.analytics.snapshot_ttl_s) + 1
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(keys.analytics(self.symbol, "features"), encode(snap), ex=ttl)
+        for metric, values in metrics.items():
+            pipe.set(keys.analytics(self.symbol, metric), json.dumps(values), ex=ttl)
+        pipe.execute()
         for name in self._strategies:
             strategy = self.peers.get(name)
             if strategy is None:
@@ -72,19 +87,29 @@ class SymbolAnalyticsActor(ActorShell):
             strategy.on_features.remote(snap)
         self.forwarded += 1
 
+    def on_external(self, metric: str, value: float, source: str) -> dict:
+        """A value an outside source (Unusual Whales) computed for us: keep both and the divergence."""
+        record = self.engine.record_external(metric, value, source, self.features.last_event_ns)
+        self.redis.set(keys.analytics(self.symbol, "divergence"), json.dumps(self.engine.external, default=str))
+        return record
+
+    def metrics(self) -> dict:
+        """Every metric snapshot now (tests and the CLI read it)."""
+        return self.engine.metrics(self.features.last_event_ns)
+
     def checkpoint(self) -> None:
         """Persist the state a restarted actor resumes from."""
-        self.redis.set(keys.analytics_state(self.symbol), json.dumps(self.features.state()))
+        self.redis.set(keys.analytics_state(self.symbol), json.dumps(self.engine.state()))
         self._last_checkpoint_ns = self.features.last_event_ns
 
     def snapshot_state(self) -> dict:
         """The current state (tests compare it across a restart)."""
-        return self.features.state()
+        return self.engine.state()
 
     def stats(self) -> dict[str, float]:
         return {
             "forwarded": self.forwarded,
             "restored": float(self.restored),
             "redis_errors": self.redis_errors,
-            **{f"rejected_{k}": float(v) for k, v in self.features.rejected.items()},
+            **{f"rejected_{k}": float(v) for k, v in self.engine.rejected().items()},
         }

@@ -179,6 +179,7 @@ class FeatureSnapshot(Message, frozen=True, kw_only=True):
     origin_ts_init: int
     atm_call: OptionQuote | None = None
     atm_put: OptionQuote | None = None
+    metrics: dict[str, float | None] = msgspec.field(default_factory=dict)  # SPEC §6 scalars; null = unknown
 
 
 class Signal(Message, frozen=True, kw_only=True):

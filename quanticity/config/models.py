@@ -211,6 +211,12 @@ class AnalyticsSection(Strict):
     material_change_bps: PositiveFloat = 5.0
     snapshot_ttl_s: PositiveFloat = 30.0
     checkpoint_every_s: PositiveFloat = 30.0
+    book_max_age_s: PositiveFloat = 5.0
+    vpin_buckets: PositiveInt = 50
+    flow_window_s: PositiveFloat = 60.0
+    block_contracts: PositiveInt = 100
+    min_open_interest: Annotated[int, Field(ge=0)] = 5
+    unusual_volume_oi: PositiveFloat = 1.0
 
 
 class StrategySection(Strict):

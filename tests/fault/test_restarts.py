@@ -80,7 +80,7 @@ def test_killed_actor_is_restored_and_session_completes(
         checkpointed = 0
         if kind == "analytics":
             wait_for(lambda: redis_client.get(keys.analytics_state("SPY")) is not None, 60, "a checkpoint")
-            checkpointed = json.loads(redis_client.get(keys.analytics_state("SPY")))["events"]
+            checkpointed = json.loads(redis_client.get(keys.analytics_state("SPY")))["features"]["events"]
         if kind == "risk":
             ray.get(ray.get_actor(RISK, namespace=ns).set_state.remote("REDUCING", "drill"))
         victim = ray.get_actor(name, namespace=ns)
@@ -91,7 +91,7 @@ def test_killed_actor_is_restored_and_session_completes(
         assert new._actor_id.hex() != old_id
         if kind == "analytics":
             after = ray.get(new.snapshot_state.remote())
-            assert after["events"] >= checkpointed > 0  # resumed from the checkpoint, not from zero
+            assert after["features"]["events"] >= checkpointed > 0  # resumed from the checkpoint, not from zero
             assert ray.get(new.ping.remote()).detail["restored"] == 1.0
         if kind == "risk":
             assert ray.get(new.trading_state.remote()) == "REDUCING"

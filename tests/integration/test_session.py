@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from actors.common import BROKER, FEED, RISK, ROUTER, analytics_name, publisher_name
 from quanticity import keys
 from quanticity.execution.store import ExecutionStore
-from quanticity.messages import Side
+from quanticity.messages import FeatureSnapshot, Side, decode
 from quanticity.observability.metrics import QuanticityCollector, read_heartbeats
 from quanticity.store.embedded import free_port
 from supervisors.launch import start_system, stop_system, wait_until_done, wait_until_quiet
@@ -100,10 +100,24 @@ def test_every_actor_heartbeats_and_metrics_export(finished_session, redis_clien
 
 
 def test_analytics_snapshots_carry_validity(finished_session, redis_client: redis.Redis) -> None:  # noqa: ANN001
-    raw = redis_client.get(keys.analytics("SPY", "features")) or redis_client.get(keys.analytics_state("SPY"))
-    assert raw is not None
+    config, _, _ = finished_session
     state = json.loads(redis_client.get(keys.analytics_state("SPY")))
-    assert state["events"] > 0
+    assert state["features"]["events"] > 0
+    for metric in ("book", "vpin", "volatility", "flow", "chain", "moc", "rejected"):
+        raw = redis_client.get(keys.analytics("SPY", metric))
+        assert raw is not None, metric
+        snapshot = json.loads(raw)
+        assert snapshot["valid_until"] > snapshot["computed_at"] > 0, metric
+        assert redis_client.ttl(keys.analytics("SPY", metric)) > 0  # hot data expires
+    chain = json.loads(redis_client.get(keys.analytics("SPY", "chain")))
+    assert chain["contracts"] > 0 and chain["gex"] is not None and chain["max_pain"]
+    features = decode(redis_client.get(keys.analytics("SPY", "features")), FeatureSnapshot)
+    assert features.metrics["gex"] == pytest.approx(chain["gex"])
+    # a value from an outside source is kept next to ours, with the divergence, for the overseer
+    actor = ray.get_actor(analytics_name("SPY"), namespace=config.system.system.namespace)
+    record = ray.get(actor.on_external.remote("gex", chain["gex"] + abs(chain["gex"]) * 0.1, "unusual_whales"))
+    assert record["divergence"] == pytest.approx(0.1)
+    assert json.loads(redis_client.get(keys.analytics("SPY", "divergence")))["gex"]["source"] == "unusual_whales"
 
 
 def test_add_and_remove_symbol_at_run_time(
