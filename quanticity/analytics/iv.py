@@ -6,7 +6,7 @@ whole chain in one numba kernel. It never raises and never warns: where no vol c
 result is NaN and ``reason`` says why (:class:`IVReason`), so a chain with a few bad quotes still
 yields every good vol, and ``reason_counts`` turns the codes into a one-line data-quality report.
 
-Algorithm, per contract (details and sources in ``docs/analytics_pricing.md``):
+Algorithm, per contract (details and sources in ``docs/analytics.md``):
 
 1. **Checks**, in this order: any non-finite input → ``NON_FINITE_OR_NON_POSITIVE``;
    ``t_years <= 0`` → ``EXPIRED``; ``price``, ``spot`` or ``strike <= 0`` →
