@@ -100,26 +100,28 @@ def _config(tmp: Path, namespace: str, aggressive: bool) -> Any:
         "system": {
             "system": {"namespace": namespace, "log_level": "WARNING"},
             "session": {"date": SESSION_DAY.isoformat()},
-            "feed": {"flush_ms": 2 if aggressive else 10},
+            "feed": {"flush_ms": 5 if aggressive else 20},
         },
         "distribution": {"log_dir": str(tmp / "channels")},
     }
     if aggressive:
+        # many decisions on a realistic book: a signal a minute per symbol, positions turned over fast
         overrides["trading"] = {
             "strategy": {
                 "imbalance_threshold": 0.05,
                 "momentum_bps": 0.0,
-                "cooldown_s": 20.0,
+                "cooldown_s": 60.0,
                 "min_confidence": 0,
                 "max_spread_bps": 50.0,
             },
             "risk": {
-                "max_orders_per_minute": 100_000,
-                "max_open_per_direction": 100_000,
-                "account_equity": 1e9,
-                "max_notional_per_order": 1e9,
+                "max_orders_per_minute": 10_000,
+                "max_open_per_direction": 20,
+                "account_equity": 1e7,
+                "max_notional_per_order": 1e6,
                 "max_option_spread_pct": 100.0,
             },
+            "execution": {"exit_after_s": 120.0, "take_profit_pct": 10.0, "stop_loss_pct": 10.0},
         }
     return load_config(overrides=overrides)
 

@@ -131,6 +131,33 @@ class OptionQuote(Message, frozen=True, kw_only=True):
     volume: int
 
 
+class AltDataKind(enum.StrEnum):
+    """Non-price information the 14-day+ and 1DTE strategies confirm with (SPEC §7)."""
+
+    CONGRESS = "congress"  # a member of Congress traded the stock
+    INSIDER = "insider"  # an officer/director traded the stock
+    DARK_POOL = "dark_pool"  # a large off-exchange print, above/below the market
+    FLOW_ALERT = "flow_alert"  # an unusual options flow alert (sweep, block, repeated hits)
+    NEWS = "news"  # a headline with a sentiment score
+    EARNINGS = "earnings"  # the next earnings date
+
+
+class AltDataEvent(Message, frozen=True, kw_only=True):
+    """One alternative-data event for ``symbol``.
+
+    ``direction`` is +1 bullish (buying, accumulation, positive news), −1 bearish, 0 neutral;
+    ``amount`` is the dollar size where one exists (trade value, premium), else 0; ``when`` is an
+    ISO date for EARNINGS (the report date), else the event date.
+    """
+
+    kind: AltDataKind
+    symbol: str
+    direction: int
+    amount: float = 0.0
+    when: str = ""
+    detail: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class MarketBatch(Message, frozen=True, kw_only=True):
     """All events of one symbol over one feed step, sent as one actor call.
 
