@@ -53,22 +53,27 @@ class SymbolAnalyticsActor(ActorShell):
         self._strategies = [strategy_name(config.trading.strategy.name)]
 
     def on_batches(self, batches: list[MarketBatch]) -> int:
-        """Apply feed batches in order; forward a snapshot when due. Returns events applied."""
+        """Apply feed batches in order, deciding after each one whether a snapshot is due.
+
+        Deciding per batch (not per call) makes what the strategies see independent of how the
+        feed grouped its batches — the same session gives the same snapshots, live or replayed.
+        """
         started = time.perf_counter()
         before = self.features.events
-        for batch in batches:
-            self.engine.on_batch(batch)
-        self.events = self.features.events
-        self.errors = sum(self.engine.rejected().values())
-        now = self.features.last_event_ns
         try:
-            if now and self.features.snapshot_due(now):
-                self._forward(now)
+            for batch in batches:
+                self.engine.on_batch(batch)
+                now = self.features.last_event_ns
+                if now and self.features.snapshot_due(now):
+                    self._forward(now)
+            now = self.features.last_event_ns
             if now - self._last_checkpoint_ns >= self.config.trading.analytics.checkpoint_every_s * NS:
                 self.checkpoint()
         except redis.RedisError as exc:  # Redis restarting: state stays in memory, next checkpoint catches up
             self.redis_errors += 1
             self.log.warning("analytics write failed", extra={"symbol": self.symbol, "error": str(exc)})
+        self.events = self.features.events
+        self.errors = sum(self.engine.rejected().values())
         self.latency.add(time.perf_counter() - started)
         return self.features.events - before
 
