@@ -50,6 +50,7 @@ class SymbolAnalyticsActor(ActorShell):
         self.forwarded = 0
         self.redis_errors = 0
         self._last_checkpoint_ns = self.features.last_event_ns
+        self._last_write_ns = 0
         self._strategies = [strategy_name(config.trading.strategy.name)]
 
     def on_batches(self, batches: list[MarketBatch]) -> int:
@@ -79,12 +80,16 @@ class SymbolAnalyticsActor(ActorShell):
 
     def _forward(self, now: int) -> None:
         snap, metrics = self.engine.snapshot(now, time.time_ns())
-        ttl = int(self.config.trading.analytics.snapshot_ttl_s) + 1
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(keys.analytics(self.symbol, "features"), encode(snap), ex=ttl)
-        for metric, values in metrics.items():
-            pipe.set(keys.analytics(self.symbol, metric), json.dumps(values), ex=ttl)
-        pipe.execute()
+        if now - self._last_write_ns >= self.config.trading.analytics.write_every_s * NS:
+            # Redis snapshots are for readers that poll (overseer, reports, status): at most one
+            # write per write_every_s keeps the hot path free; strategies get every snapshot.
+            ttl = int(self.config.trading.analytics.snapshot_ttl_s) + 1
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(keys.analytics(self.symbol, "features"), encode(snap), ex=ttl)
+            for metric, values in metrics.items():
+                pipe.set(keys.analytics(self.symbol, metric), json.dumps(values), ex=ttl)
+            pipe.execute()
+            self._last_write_ns = now
         for name in self._strategies:
             strategy = self.peers.get(name)
             if strategy is None:

@@ -57,6 +57,8 @@ class SimFeedActor(ActorShell):
         self.flushes = 0
         self.done = self.market.now_ns >= spec.sim_end_ns
         self._task: asyncio.Task | None = None
+        self._pending_calls: dict[str, ray.ObjectRef] = {}
+        self.coalesced: dict[str, int] = {}
         self._stopping = False
         self._last_tick_ns = self._last_raw_ns = self._last_checkpoint_ns = self.market.now_ns
 
@@ -139,14 +141,16 @@ class SimFeedActor(ActorShell):
         now = self.market.now_ns
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(keys.SIM_CLOCK, now)
+        # Marks and ticks are state, not events: while the previous one is still being processed,
+        # skip this one (the next carries fresher marks). Queueing them would only grow latency.
         broker = self.peers.get(BROKER)
-        if broker is not None:
-            broker.on_marks.remote(self.market.marks(time.time_ns()))
+        if broker is not None and self._idle("marks"):
+            self._pending_calls["marks"] = broker.on_marks.remote(self.market.marks(time.time_ns()))
         if now - self._last_tick_ns >= feed_cfg.router_tick_every_s * NS:
             router = self.peers.get(ROUTER)
-            if router is not None:
-                router.on_tick.remote(now)
-            self._last_tick_ns = now
+            if router is not None and self._idle("tick"):
+                self._pending_calls["tick"] = router.on_tick.remote(now)
+                self._last_tick_ns = now
         if now - self._last_raw_ns >= feed_cfg.raw_snapshot_every_s * NS:
             for symbol, batches in self.pending.items():
                 last = batches[-1]
@@ -166,6 +170,19 @@ class SimFeedActor(ActorShell):
         except redis.RedisError as exc:  # Redis restarting: market data goes on, snapshots resume after
             self.errors += 1
             self.log.warning("raw snapshot write failed", extra={"error": str(exc)})
+
+    def _idle(self, call: str) -> bool:
+        """True when the last ``call`` (marks to the venue, tick to the router) has completed."""
+        ref = self._pending_calls.get(call)
+        if ref is None:
+            return True
+        ready, _ = ray.wait([ref], timeout=0)
+        if ready:
+            self._pending_calls.pop(call)
+            self.coalesced[call] = self.coalesced.get(call, 0)
+            return True
+        self.coalesced[call] = self.coalesced.get(call, 0) + 1
+        return False
 
     async def _flush(self, feed_cfg: FeedSection) -> None:
         """Send each symbol's pending batches in one call; apply backpressure."""
@@ -205,6 +222,7 @@ class SimFeedActor(ActorShell):
 
     def stats(self) -> dict[str, float]:
         return {
+            **{f"coalesced_{k}": float(v) for k, v in self.coalesced.items()},
             "sim_now_ns": float(self.market.now_ns),
             "flushes": self.flushes,
             "done": float(self.done),

@@ -212,6 +212,7 @@ class AnalyticsSection(Strict):
     snapshot_ttl_s: PositiveFloat = 30.0
     checkpoint_every_s: PositiveFloat = 30.0
     book_max_age_s: PositiveFloat = 5.0
+    write_every_s: PositiveFloat = 1.0
     vpin_buckets: PositiveInt = 50
     flow_window_s: PositiveFloat = 60.0
     block_contracts: PositiveInt = 100
