@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["analytics", "pipeline"]
+BENCHMARKS = ["analytics", "backtest", "pipeline"]
 
 
 def main(argv: list[str]) -> int:
