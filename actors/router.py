@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import ray
@@ -17,6 +18,28 @@ from quanticity.session import RunSpec
 from quanticity.store.client import SignalQueue
 
 BROKER_TIMEOUT_S = 5.0
+
+
+class CrashingBroker:
+    """Fault injection for drills and tests: the router process dies at a chosen point of a send.
+
+    ``after_intent`` — the intent is durable in Redis but never reached the venue;
+    ``after_send`` — the venue accepted the order but the router died before recording the ack.
+    Both are the windows in which a naive router would lose an order or send it twice.
+    """
+
+    def __init__(self, inner: BrokerActorClient, point: str) -> None:
+        self._inner = inner
+        self._point = point
+
+    def place(self, intent: OrderIntent) -> BrokerOrder:
+        if self._point == "after_intent":
+            os._exit(1)
+        self._inner.place(intent)
+        os._exit(1)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
 
 
 class BrokerActorClient:
@@ -92,6 +115,13 @@ class OrderRouterActor(ActorShell):
         self.events += 1
         self.latency.add(time.perf_counter() - started)
         return status
+
+    def arm_crash(self, point: str) -> str:
+        """Fault injection: die at ``point`` ("after_intent" or "after_send") of the next send."""
+        if point not in ("after_intent", "after_send"):
+            raise ValueError(f"point: {point!r} is not after_intent or after_send")
+        self.router.broker = CrashingBroker(self.broker, point)
+        return point
 
     def on_fills(self, fills: list[Fill]) -> int:
         """Executions pushed by the venue; replays are ignored by execution id."""

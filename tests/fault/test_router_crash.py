@@ -1,0 +1,83 @@
+"""Kill the OrderRouter between intent and broker ack, 20 times: one order per intent, never two."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import redis
+
+from actors.common import BROKER, ROUTER
+from quanticity import keys
+from quanticity.execution.store import ExecutionStore
+from quanticity.messages import Direction, OptionContract, OrderStatus, Right, Side, Signal, encode
+from quanticity.risk.gate import order_ref_for
+from supervisors.launch import start_system, stop_system
+from tests.system_harness import session_spec, system_config
+
+pytestmark = pytest.mark.fault
+CRASHES = 20
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def entry_signal(i: int, now_ns: int) -> Signal:
+    contract = OptionContract("AAPL", "2026-12-04", 230.0 + 2.5 * i, Right.CALL)
+    return Signal(
+        ts_event=now_ns,
+        ts_init=now_ns,
+        signal_id=f"crash-drill-{i}",
+        strategy="drill",
+        symbol="AAPL",
+        direction=Direction.BULLISH,
+        contract=contract,
+        confidence=90,
+        reference_bid=2.00,
+        reference_ask=2.10,
+        reason="fault drill",
+        inputs={"computed_at": float(now_ns)},
+        origin_ts_init=now_ns,
+        side=Side.BUY,
+    )
+
+
+def test_router_killed_between_intent_and_ack_sends_each_order_once(
+    ray_session: None,
+    redis_client: redis.Redis,
+    embedded_redis,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    config = system_config(tmp_path, risk={"max_open_per_direction": 1000, "max_orders_per_minute": 1000})
+    ns = config.system.system.namespace
+    spec = session_spec(config, minutes=10)
+    supervisor = start_system(config, spec, embedded_redis.url, start=False)
+    store = ExecutionStore(redis_client)
+    try:
+        for i in range(CRASHES):
+            point = "after_intent" if i % 2 == 0 else "after_send"
+            ray.get(ray.get_actor(ROUTER, namespace=ns).arm_crash.remote(point))
+            signal = entry_signal(i, spec.sim_start_ns)
+            redis_client.xadd(keys.SIGNALS_STREAM, {"signal": encode(signal).decode()})
+            ref = order_ref_for(signal.signal_id)
+            wait_for(lambda i=i: int(redis_client.hget(keys.RESTARTS, ROUTER) or 0) == i + 1, 60, f"restart {i + 1}")
+            wait_for(lambda ref=ref: store.status(ref) is OrderStatus.SUBMITTED, 60, f"order {ref} settled")
+        broker = ray.get_actor(BROKER, namespace=ns)
+        audit = ray.get(broker.audit.remote())
+        assert audit["orders"] == CRASHES, "every intent reached the venue exactly once"
+        assert audit["duplicate_places"] == 0, "no reference was sent twice"
+        assert store.pending_send() == []
+        refs = {order_ref_for(f"crash-drill-{i}") for i in range(CRASHES)}
+        assert set(store.all_refs()) == refs
+        open_at_venue = {o.order_ref for o in ray.get(broker.open_orders.remote())}
+        assert open_at_venue == refs
+    finally:
+        stop_system(supervisor)
