@@ -9,7 +9,7 @@ from datetime import date
 import ray
 import redis
 
-from actors.common import ActorShell, strategy_name
+from actors.common import ActorShell, strategy_names
 from quanticity import keys
 from quanticity.analytics.engine import AnalyticsEngine
 from quanticity.config.models import QuanticityConfig
@@ -51,7 +51,7 @@ class SymbolAnalyticsActor(ActorShell):
         self.redis_errors = 0
         self._last_checkpoint_ns = self.features.last_event_ns
         self._last_write_ns = 0
-        self._strategies = [strategy_name(config.trading.strategy.name)]
+        self._strategies = strategy_names(config, symbol)
 
     def on_batches(self, batches: list[MarketBatch]) -> int:
         """Apply feed batches in order, deciding after each one whether a snapshot is due.

@@ -42,6 +42,17 @@ def strategy_name(strategy: str) -> str:
     return f"quanticity:strategy:{strategy}"
 
 
+def strategy_names(config: QuanticityConfig, symbol: str | None = None) -> list[str]:
+    """Actor names of the enabled strategies (those trading ``symbol`` when given)."""
+    names = []
+    if config.trading.strategy.enabled:
+        names.append(strategy_name(config.trading.strategy.name))
+    for strategy in config.trading.strategies.enabled():
+        if symbol is None or symbol in strategy.symbols:
+            names.append(strategy_name(strategy.name))
+    return names
+
+
 def publisher_name(channel: str) -> str:
     """Actor name of the publisher of ``channel``."""
     return f"quanticity:publisher:{channel}"

@@ -18,11 +18,12 @@ import ray
 import redis
 from ray.exceptions import RayActorError
 
-from actors.common import BROKER, ROUTER, ActorShell, analytics_name
+from actors.common import BROKER, ROUTER, ActorShell, analytics_name, strategy_name
 from quanticity import keys
 from quanticity.config.models import FeedSection, QuanticityConfig
 from quanticity.messages import MarketBatch, encode
 from quanticity.session import RunSpec
+from quanticity.sim.altdata import alt_data_events
 from quanticity.sim.market import SyntheticMarket
 
 NS = 1_000_000_000
@@ -51,6 +52,11 @@ class SimFeedActor(ActorShell):
                 spec.step_ns,
             )
         self.restored = bool(raw)
+        # alternative data of the session (history included), delivered as simulated time passes;
+        # after a restart it is re-delivered from the start — strategies drop repeated filings
+        self.alt_events = alt_data_events(self.market.symbols, date.fromisoformat(spec.session_date), spec.seed)
+        self.alt_cursor = 0
+        self.alt_targets = [strategy_name(s.name) for s in config.trading.strategies.enabled()]
         self.pending: dict[str, list[MarketBatch]] = {}
         self.inflight: deque[list[ray.ObjectRef]] = deque()
         self.sent_events = 0
@@ -141,6 +147,7 @@ class SimFeedActor(ActorShell):
         now = self.market.now_ns
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(keys.SIM_CLOCK, now)
+        self._deliver_alt_data(now)
         # Marks and ticks are state, not events: while the previous one is still being processed,
         # skip this one (the next carries fresher marks). Queueing them would only grow latency.
         broker = self.peers.get(BROKER)
@@ -170,6 +177,20 @@ class SimFeedActor(ActorShell):
         except redis.RedisError as exc:  # Redis restarting: market data goes on, snapshots resume after
             self.errors += 1
             self.log.warning("raw snapshot write failed", extra={"error": str(exc)})
+
+    def _deliver_alt_data(self, now: int) -> None:
+        """Send the alternative-data events that have happened by ``now`` to every strategy."""
+        end = self.alt_cursor
+        while end < len(self.alt_events) and self.alt_events[end].ts_event <= now:
+            end += 1
+        if end == self.alt_cursor:
+            return
+        batch = self.alt_events[self.alt_cursor : end]
+        for name in self.alt_targets:
+            handle = self.peers.get(name)
+            if handle is not None:
+                handle.on_alt_data.remote(batch)
+        self.alt_cursor = end
 
     def _idle(self, call: str) -> bool:
         """True when the last ``call`` (marks to the venue, tick to the router) has completed."""

@@ -106,7 +106,9 @@ class RootSupervisor:
         cfg = self.config
         wanted = [Child(BROKER, "broker"), Child(ROUTER, "router"), Child(RISK, "risk")]
         wanted += [Child(publisher_name(c), "publisher", c) for c in cfg.distribution.channels]
-        wanted.append(Child(strategy_name(cfg.trading.strategy.name), "strategy"))
+        if cfg.trading.strategy.enabled:
+            wanted.append(Child(strategy_name(cfg.trading.strategy.name), "strategy", cfg.trading.strategy.name))
+        wanted += [Child(strategy_name(s.name), "strategy", s.name) for s in cfg.trading.strategies.enabled()]
         wanted += [Child(analytics_name(s), "analytics", s) for s in cfg.system.universe.symbols]
         wanted.append(Child(FEED, "feed"))
         return wanted
@@ -171,7 +173,7 @@ class RootSupervisor:
         if child.kind == "analytics" and child.node:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(child.node, soft=False)
         args: list[Any] = [child.name, self.config, self.spec, self.redis_url]
-        if child.kind in ("analytics", "publisher"):
+        if child.kind in ("analytics", "publisher", "strategy"):
             args.append(child.key)
         if child.kind == "feed":
             symbols = [c.key for c in self.children.values() if c.kind == "analytics" and c.key]

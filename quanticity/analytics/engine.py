@@ -325,6 +325,9 @@ class AnalyticsEngine:
             "flow_momentum": num(metrics["flow"].get("momentum")),
             "moc_direction": MOC_DIRECTION.get(metrics["moc"]["direction"], 0.0),
             "moc_confidence": num(metrics["moc"].get("confidence")),
+            "moc_flow_asymmetry": num(metrics["moc"].get("flow_asymmetry")),
+            "moc_dark_lit_divergence": num(metrics["moc"].get("dark_lit_divergence")),
+            "imbalance_l5": num(book.get("imbalance_l5")),
         }
 
     def snapshot(self, now_ns: int, ts_init: int) -> tuple[FeatureSnapshot, dict[str, dict[str, Any]]]:

@@ -14,6 +14,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from quanticity.strategies.base import StrategyConfig
+from quanticity.strategies.fourteen_day_directional import FourteenDayDirectionalConfig
+from quanticity.strategies.fourteen_day_high_iv import FourteenDayHighIvConfig
+from quanticity.strategies.moc_imbalance import MocImbalanceConfig
+from quanticity.strategies.one_dte_overnight import OneDteOvernightConfig
+from quanticity.strategies.zero_dte_gamma import ZeroDteGammaConfig
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 Percent = Annotated[float, Field(ge=0, le=100)]
@@ -237,6 +244,24 @@ class StrategySection(Strict):
     min_confidence: Annotated[int, Field(ge=0, le=100)] = 50
 
 
+class StrategiesSection(Strict):
+    """The SPEC §7 strategies, one actor each; every key is that strategy's typed config.
+
+    Defaults are the seeds' trigger rules; ``enabled: false`` leaves a strategy out of the run.
+    """
+
+    zero_dte_gamma: ZeroDteGammaConfig = ZeroDteGammaConfig()
+    one_dte_overnight: OneDteOvernightConfig = OneDteOvernightConfig()
+    moc_imbalance: MocImbalanceConfig = MocImbalanceConfig()
+    fourteen_day_directional: FourteenDayDirectionalConfig = FourteenDayDirectionalConfig()
+    fourteen_day_high_iv: FourteenDayHighIvConfig = FourteenDayHighIvConfig()
+
+    def enabled(self) -> list[StrategyConfig]:
+        """Configs of the enabled strategies, in a fixed order."""
+        configs = [getattr(self, name) for name in type(self).model_fields]
+        return [c for c in configs if c.enabled]
+
+
 class RiskSection(Strict):
     """Risk-gate limits (SPEC §8)."""
 
@@ -250,7 +275,13 @@ class RiskSection(Strict):
     max_contracts_per_order: PositiveInt = 100
     max_option_spread_pct: Percent = 10.0
     zero_dte_cutoff: time = time(15, 30)
+    zero_dte_cutoff_exempt: list[str] = Field(default_factory=lambda: ["moc_imbalance"])
+    """Strategies whose 0DTE entry *is* the 15:30 close trade (SPEC §7 MOC: enter at 15:30)."""
     max_input_age_s: PositiveFloat = 60.0
+    risk_pct_bands: dict[Literal["0dte", "1dte", "14d"], tuple[float, float]] = Field(
+        default_factory=lambda: {"0dte": (1.0, 2.0), "1dte": (2.0, 3.0), "14d": (3.0, 5.0)}
+    )
+    """Allowed risk per trade by DTE class, % of equity (SPEC §8); a strategy's risk_pct is clipped into it."""
 
     @model_validator(mode="after")
     def _warn_before_halt(self) -> RiskSection:
@@ -278,6 +309,7 @@ class TradingFile(Strict):
 
     analytics: AnalyticsSection = AnalyticsSection()
     strategy: StrategySection = StrategySection()
+    strategies: StrategiesSection = StrategiesSection()
     risk: RiskSection = RiskSection()
     execution: ExecutionSection = ExecutionSection()
 

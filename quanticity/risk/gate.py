@@ -176,7 +176,7 @@ class RiskGate:
         if self.daily_loss_check(exposure, now_ns) == "HALT" or self.state is TradingState.HALTED:
             return Reason.DAILY_LOSS_HALT, self.state_reason, None
         now_et = datetime.fromtimestamp(now_ns / NS, tz=UTC).astimezone(ET)
-        if signal.contract.expiry == now_et.date().isoformat():
+        if signal.contract.expiry == now_et.date().isoformat() and signal.strategy not in cfg.zero_dte_cutoff_exempt:
             cutoff = self._zero_dte_cutoff(now_et.date())
             if now_et >= cutoff:
                 return Reason.ZERO_DTE_CUTOFF, f"0DTE entry at {now_et:%H:%M:%S} ET ≥ cutoff {cutoff:%H:%M}", None
@@ -195,9 +195,10 @@ class RiskGate:
         if len(self._order_times) >= cfg.max_orders_per_minute:
             return Reason.ORDER_RATE, f"{len(self._order_times)} orders in 60 s ≥ {cfg.max_orders_per_minute}", None
         limit = round(mid + self.limit_offset * (ask - mid), 2)
-        qty = self.size(limit)
+        risk_pct = self.risk_pct(signal, now_et.date())
+        qty = self.size(limit, risk_pct)
         if qty <= 0:
-            budget = cfg.account_equity * cfg.risk_per_trade_pct / 100
+            budget = cfg.account_equity * risk_pct / 100
             return Reason.SIZE_ZERO, f"one contract costs {limit * 100:.2f} > budget {budget:.2f} or notional cap", None
         buying_power = cfg.account_equity + exposure.realized_pnl - exposure.premium_at_risk
         if qty * limit * 100 > buying_power:
@@ -214,13 +215,26 @@ class RiskGate:
             self._cutoffs[day] = cached
         return cached
 
-    def size(self, premium: float) -> int:
+    def risk_pct(self, signal: Signal, today: date) -> float:
+        """Risk per trade for ``signal``: what the strategy asks (``inputs["risk_pct"]``, else the
+        configured default), never above the SPEC §8 band of the contract's DTE class."""
+        requested = signal.inputs.get("risk_pct", self.config.risk_per_trade_pct)
+        if not isinstance(requested, int | float) or not math.isfinite(requested) or requested <= 0:
+            requested = self.config.risk_per_trade_pct
+        expiry = date.fromisoformat(signal.contract.expiry)
+        days = self.calendar.trading_days_between(today, expiry) if expiry > today else 0
+        dte_class = "0dte" if days == 0 else ("1dte" if days == 1 else "14d")
+        _, ceiling = self.config.risk_pct_bands.get(dte_class, (0.0, self.config.risk_per_trade_pct))
+        return min(float(requested), ceiling)
+
+    def size(self, premium: float, risk_pct: float | None = None) -> int:
         """Contracts to buy at ``premium``: the risk budget, capped by contracts and notional."""
         cfg = self.config
         if not math.isfinite(premium) or premium <= 0:
             return 0
         cost = premium * 100
-        qty = math.floor(cfg.account_equity * cfg.risk_per_trade_pct / 100 / cost)
+        pct = cfg.risk_per_trade_pct if risk_pct is None else risk_pct
+        qty = math.floor(cfg.account_equity * pct / 100 / cost)
         qty = min(qty, cfg.max_contracts_per_order, math.floor(cfg.max_notional_per_order / cost))
         return max(qty, 0)
 

@@ -187,3 +187,35 @@ def test_bad_market_input_is_denied_not_raised() -> None:
     for bid, ask in [(float("nan"), 1.0), (2.0, 1.0), (-1.0, 1.0), (0.0, 0.0)]:
         decision = gate().evaluate(signal(bid=bid, ask=ask), Exposure(), ts("10:00"))[0]
         assert decision.reason_code == Reason.NO_MARKET
+
+
+def test_risk_pct_from_strategy_capped_by_dte_band() -> None:
+    g = gate(account_equity=100_000, max_notional_per_order=1e9)
+    at = ts("10:00")
+    asks_five = signal(at=at, sid="a")
+    asks_five = Signal(
+        **{
+            **{f: getattr(asks_five, f) for f in asks_five.__struct_fields__},
+            "inputs": {"computed_at": float(at), "risk_pct": 5.0},
+        }
+    )
+    # 14-day band tops out at 5 %: 5000 / 206 → 24 contracts
+    assert g.evaluate(asks_five, Exposure(), at)[1].quantity == 24  # type: ignore[union-attr]
+    zero_dte = Signal(
+        **{
+            **{f: getattr(asks_five, f) for f in asks_five.__struct_fields__},
+            "signal_id": "b",
+            "contract": OptionContract("SPY", SESSION, 600.0, Right.CALL),
+        }
+    )
+    # the same request on a 0DTE contract is capped at the 0DTE band's 2 %: 2000 / 206 → 9
+    assert g.evaluate(zero_dte, Exposure(), at)[1].quantity == 9  # type: ignore[union-attr]
+
+
+def test_moc_is_exempt_from_the_zero_dte_cutoff() -> None:
+    g = gate()
+    at = ts("15:30")
+    moc = signal(expiry=SESSION, at=at, sid="moc")
+    moc = Signal(**{**{f: getattr(moc, f) for f in moc.__struct_fields__}, "strategy": "moc_imbalance"})
+    assert g.evaluate(moc, Exposure(), at)[0].approved
+    assert g.evaluate(signal(expiry=SESSION, at=at, sid="x"), Exposure(), at)[0].reason_code == Reason.ZERO_DTE_CUTOFF
