@@ -121,7 +121,6 @@ def _config(tmp: Path, namespace: str, aggressive: bool) -> Any:
                 "max_notional_per_order": 1e6,
                 "max_option_spread_pct": 100.0,
             },
-            "execution": {"exit_after_s": 120.0, "take_profit_pct": 10.0, "stop_loss_pct": 10.0},
         }
     return load_config(overrides=overrides)
 

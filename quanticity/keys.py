@@ -120,6 +120,12 @@ FILLS_SEEN = "trades:exec_ids"
 POSITIONS = "positions:open"
 """Hash: contract key → JSON position (quantity, average price, strategy)."""
 
+EXIT_PLANS = "positions:exit_plans"
+"""Hash: contract key → JSON exit plan (ladder rungs done, high-water mark, stop) of an open position."""
+
+EXIT_ORDERS = "positions:exit_orders"
+"""Hash: exit order reference → JSON {contract, quantity, created_ns} while its outcome is unknown."""
+
 POSITIONS_VERSION = "positions:version"
 """Counter bumped on every change of positions, marks or realized P&L (readers cache by it)."""
 

@@ -299,9 +299,6 @@ class ExecutionSection(Strict):
     commission_per_contract: Annotated[float, Field(ge=0)] = 0.65
     min_commission: Annotated[float, Field(ge=0)] = 1.0
     limit_offset_of_spread: Annotated[float, Field(ge=0, le=1)] = 0.25
-    exit_after_s: PositiveFloat = 1800.0
-    take_profit_pct: PositiveFloat = 50.0
-    stop_loss_pct: Annotated[float, Field(gt=0, le=100)] = 50.0
 
 
 class TradingFile(Strict):

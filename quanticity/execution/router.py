@@ -15,17 +15,21 @@ Fills are booked once per execution id, whatever order or how many times they ar
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Protocol
 
+from quanticity.calendar import ET
 from quanticity.config.models import ExecutionSection
-from quanticity.execution.positions import Position
+from quanticity.execution.exits import ExitPlan
 from quanticity.execution.store import ExecutionStore
-from quanticity.messages import BrokerOrder, Direction, Fill, OrderIntent, OrderStatus, Side, Signal
+from quanticity.messages import BrokerOrder, Direction, Fill, OptionContract, OrderIntent, OrderStatus, Side, Signal
+from quanticity.risk.gate import order_ref_for
 
 NS = 1_000_000_000
+EXIT_ORDER_TIMEOUT_S = 60.0
+"""An exit signal with no order after this long (simulated) was denied: its contracts are released."""
 log = logging.getLogger("quanticity.execution")
 
 
@@ -160,56 +164,111 @@ class OrderRouter:
             if new:
                 booked += 1
                 self.stats.fills += 1
+                self._plan_fill(fill)
             else:
                 self.stats.duplicate_fills += 1
         return booked
 
+    def _plan_fill(self, fill: Fill) -> None:
+        """Keep the position's exit plan in step with its fills (entry grows it, exits shrink it)."""
+        key = fill.contract.key
+        raw = self.store.exit_plans().get(key)
+        plan = ExitPlan.restore(raw) if raw else None
+        if fill.side is Side.BUY:
+            if plan is None:
+                plan = ExitPlan(
+                    fill.price,
+                    fill.quantity,
+                    self._dte_class(fill.contract, fill.ts_event),
+                    fill.ts_event,
+                    plan_id=key.replace(" ", "_"),
+                    exit_session=None,
+                )
+            else:
+                plan.on_entry_fill(fill.quantity, fill.price, fill.exec_id)
+        elif plan is not None:
+            plan.on_fill(min(fill.quantity, plan.remaining), fill.exec_id)
+        if plan is not None:
+            self.store.save_exit_plan(key, plan.state() if plan.remaining else None)
+
+    @staticmethod
+    def _dte_class(contract: OptionContract, ts_ns: int) -> str:
+        """short (0/1 DTE) or long (14 days+); anything between is managed like long-dated."""
+        today = datetime.fromtimestamp(ts_ns / NS, tz=UTC).astimezone(ET).date()
+        days = (date.fromisoformat(contract.expiry) - today).days
+        return "short" if days <= 1 or (days <= 3 and today.weekday() >= 4) else "long"
+
     # --- exits ----------------------------------------------------------------------------
     def exit_signals(self, marks: dict[str, tuple[float, float]], now_ns: int, ts_init: int) -> list[Signal]:
-        """Exit signals for open positions: take profit, stop loss, time exit, or 0DTE at the close.
+        """Exit signals from each position's exit plan (SPEC §9 ladders, trailing and hard stops,
+        break-even lock, time stop, pre-earnings exit), given ``marks``: contract key → (bid, ask).
 
-        ``marks`` maps contract key → (bid, ask). The signal id is stable per position and reason,
-        so re-evaluating the same position never enqueues a second exit.
+        The plan counts contracts already sent to exit orders, so re-evaluating it never sells them
+        twice; the signal id (plan, revision, quantities, time) is the same when the same tick is
+        replayed after a restart, so the replay is enqueued once. Exit orders whose outcome
+        is known (filled, cancelled, or denied — no order after ``EXIT_ORDER_TIMEOUT_S``) release
+        their contracts back to the plan.
         """
         positions = self.store.positions()
         self.store.save_marks({k: (b + a) / 2 for k, (b, a) in marks.items() if k in positions})
+        self._settle_exit_orders(now_ns)
+        plans = self.store.exit_plans()
+        today = datetime.fromtimestamp(now_ns / NS, tz=UTC).astimezone(ET).date()
         signals = []
         for key, position in positions.items():
-            if key not in marks:
+            if key not in marks or key not in plans:
                 continue
+            plan = ExitPlan.restore(plans[key])
             bid, ask = marks[key]
-            reason = self._exit_reason(position, (bid + ask) / 2, now_ns)
-            if reason is None:
-                continue
-            signals.append(
-                Signal(
-                    ts_event=now_ns,
-                    ts_init=ts_init,
-                    signal_id=f"exit:{key.replace(' ', '_')}:{position.opened_ns}:{position.quantity}",
-                    strategy=position.strategy,
-                    symbol=position.contract.underlying,
-                    direction=Direction.BEARISH if position.direction is Direction.BULLISH else Direction.BULLISH,
-                    contract=position.contract,
-                    confidence=100,
-                    reference_bid=bid,
-                    reference_ask=ask,
-                    reason=reason,
-                    inputs={"mark": (bid + ask) / 2, "avg_price": position.avg_price, "computed_at": float(now_ns)},
-                    origin_ts_init=ts_init,
-                    side=Side.SELL,
-                    quantity=position.quantity,
+            held_days = max(0, int((now_ns - plan.state()["opened_ns"]) // (86_400 * NS)))
+            for action in plan.on_mark((bid + ask) / 2, now_ns, trading_days_held=held_days, session_date=today):
+                quantity = min(action.quantity, position.quantity)
+                if quantity <= 0:
+                    continue
+                signal_id = f"exit:{plan.plan_id}:r{plan.revision}:{quantity}of{position.quantity}:{now_ns}"
+                signals.append(
+                    Signal(
+                        ts_event=now_ns,
+                        ts_init=ts_init,
+                        signal_id=signal_id,
+                        strategy=position.strategy,
+                        symbol=position.contract.underlying,
+                        direction=Direction.BEARISH if position.direction is Direction.BULLISH else Direction.BULLISH,
+                        contract=position.contract,
+                        confidence=100,
+                        reference_bid=bid,
+                        reference_ask=ask,
+                        reason=f"{action.reason} (trigger {action.trigger_price:.2f}, mark {action.mark:.2f})",
+                        inputs={"mark": (bid + ask) / 2, "avg_price": position.avg_price, "computed_at": float(now_ns)},
+                        origin_ts_init=ts_init,
+                        side=Side.SELL,
+                        quantity=quantity,
+                    )
                 )
-            )
+                self.store.track_exit_order(
+                    order_ref_for(signal_id), {"contract": key, "quantity": quantity, "created_ns": now_ns}
+                )
+            self.store.save_exit_plan(key, plan.state())
         return signals
 
-    def _exit_reason(self, position: Position, mark: float, now_ns: int) -> str | None:
-        if not math.isfinite(mark) or position.avg_price <= 0:
-            return None
-        change_pct = (mark / position.avg_price - 1) * 100
-        if change_pct >= self.config.take_profit_pct:
-            return f"take profit {change_pct:+.1f}%"
-        if change_pct <= -self.config.stop_loss_pct:
-            return f"stop loss {change_pct:+.1f}%"
-        if now_ns - position.opened_ns >= self.config.exit_after_s * NS:
-            return f"time exit after {(now_ns - position.opened_ns) / NS / 60:.0f} min"
-        return None
+    def _settle_exit_orders(self, now_ns: int) -> None:
+        """Release the contracts of exit orders that will not fill (cancelled, rejected, denied)."""
+        plans = self.store.exit_plans()
+        for ref, record in self.store.exit_orders().items():
+            status = self.store.status(ref)
+            key = record["contract"]
+            if status is OrderStatus.FILLED:
+                self.store.track_exit_order(ref, None)
+                continue
+            dead = status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
+            denied = status is None and now_ns - int(record["created_ns"]) > EXIT_ORDER_TIMEOUT_S * NS
+            if not (dead or denied):
+                continue
+            self.store.track_exit_order(ref, None)
+            if key in plans:
+                plan = ExitPlan.restore(plans[key])
+                unfilled = min(int(record["quantity"]), plan.pending)
+                if unfilled > 0:
+                    plan.release(unfilled)
+                    self.store.save_exit_plan(key, plan.state())
+                    plans[key] = plan.state()

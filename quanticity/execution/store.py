@@ -128,6 +128,29 @@ class ExecutionStore:
             pipe.incr(keys.POSITIONS_VERSION)
             pipe.execute()
 
+    # --- exit plans -------------------------------------------------------------------------
+    def exit_plans(self) -> dict[str, dict]:
+        """Exit-plan states by contract key."""
+        return {k: json.loads(v) for k, v in self._client.hgetall(keys.EXIT_PLANS).items()}
+
+    def save_exit_plan(self, key: str, state: dict | None) -> None:
+        """Persist (or, with None, drop) the exit plan of ``key``."""
+        if state is None:
+            self._client.hdel(keys.EXIT_PLANS, key)
+        else:
+            self._client.hset(keys.EXIT_PLANS, key, json.dumps(state, default=str))
+
+    def exit_orders(self) -> dict[str, dict]:
+        """Exit orders whose outcome is still open, by order reference."""
+        return {k: json.loads(v) for k, v in self._client.hgetall(keys.EXIT_ORDERS).items()}
+
+    def track_exit_order(self, order_ref: str, record: dict | None) -> None:
+        """Remember (or, with None, forget) an exit order until it fills, dies or is denied."""
+        if record is None:
+            self._client.hdel(keys.EXIT_ORDERS, order_ref)
+        else:
+            self._client.hset(keys.EXIT_ORDERS, order_ref, json.dumps(record))
+
     def realized_pnl(self) -> dict[str, float]:
         """Realized P&L: ``total`` and per strategy, net of commissions."""
         return {k: float(v) for k, v in self._client.hgetall(keys.PNL_REALIZED).items()}

@@ -165,7 +165,8 @@ class RiskGate:
             held = exposure.position_qty.get(signal.contract.key, 0)
             if signal.quantity <= 0 or signal.quantity > held:
                 return Reason.NO_POSITION, f"sell {signal.quantity} of {signal.contract.key} but hold {held}", None
-            limit = round(max(0.01, mid - self.limit_offset * (mid - bid)), 2)
+            # exits take the bid: a stop or a time exit that rests unfilled is no exit at all
+            limit = round(max(0.01, bid), 2)
             return Reason.APPROVED, "exit", self._intent(signal, Side.SELL, signal.quantity, limit, now_ns)
 
         if self.state is TradingState.REDUCING:

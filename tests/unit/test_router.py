@@ -179,16 +179,52 @@ def test_oversell_fill_is_rejected_not_booked(redis_client: redis.Redis) -> None
     assert ExecutionStore(redis_client).realized_pnl() == {}
 
 
-def test_exit_signals_take_profit_stop_and_time(redis_client: redis.Redis) -> None:
+SESSION_NS = 1_795_188_600_000_000_000  # 2026-11-20 14:30 UTC (09:30 ET); CONTRACT expires that day
+
+
+def test_exit_plan_ladder_through_router(redis_client: redis.Redis) -> None:
+    """A 0DTE position: 25 % at +50 %, 50 % at +100 %, then the trail; each exit once, through signals."""
     broker = SimBroker(1)
     router = make_router(redis_client, broker)
-    router.submit(intent(qty=2, limit=2.00))
-    router.on_fills(broker.on_market(quotes(1.90, 2.00), 100 * NS, 0))
-    assert router.exit_signals({CONTRACT.key: (2.40, 2.50)}, 200 * NS, 0) == []
-    (tp,) = router.exit_signals({CONTRACT.key: (2.95, 3.05)}, 200 * NS, 0)
-    assert tp.side is Side.SELL and tp.quantity == 2 and "take profit" in tp.reason
-    (sl,) = router.exit_signals({CONTRACT.key: (0.95, 1.00)}, 200 * NS, 0)
-    assert "stop loss" in sl.reason
-    (te,) = router.exit_signals({CONTRACT.key: (2.00, 2.10)}, 100 * NS + 1800 * NS, 0)
-    assert "time exit" in te.reason
-    assert tp.signal_id == sl.signal_id  # one exit per position, whatever the reason
+    router.submit(intent(qty=8, limit=2.00))
+    router.on_fills(broker.on_market(quotes(1.90, 2.00), SESSION_NS, 0))
+    store = ExecutionStore(redis_client)
+    assert store.exit_plans()[CONTRACT.key]["remaining"] == 8
+    t = SESSION_NS + 60 * NS
+    assert router.exit_signals({CONTRACT.key: (2.40, 2.50)}, t, 0) == []  # +22.5 %: nothing
+    (rung1,) = router.exit_signals({CONTRACT.key: (2.95, 3.05)}, t, 0)  # +50 %
+    assert rung1.side is Side.SELL and rung1.quantity == 2 and "50" in rung1.reason
+    assert router.exit_signals({CONTRACT.key: (2.95, 3.05)}, t, 0) == []  # the same rung is not sold twice
+    router.submit(
+        OrderIntent(
+            ts_event=t,
+            ts_init=t,
+            order_ref="X1",
+            signal_id=rung1.signal_id,
+            strategy="test",
+            contract=CONTRACT,
+            side=Side.SELL,
+            quantity=2,
+            limit_price=2.95,
+            origin_ts_init=t,
+        )
+    )
+    router.on_fills(broker.on_market(quotes(2.95, 3.05), t, 0))
+    assert store.positions()[CONTRACT.key].quantity == 6
+    assert store.exit_plans()[CONTRACT.key]["remaining"] == 6
+    (rung2,) = router.exit_signals({CONTRACT.key: (3.95, 4.05)}, t + NS, 0)  # +100 %: half of the original
+    assert rung2.quantity == 4
+
+
+def test_denied_exit_releases_its_contracts(redis_client: redis.Redis) -> None:
+    broker = SimBroker(1)
+    router = make_router(redis_client, broker)
+    router.submit(intent(qty=4, limit=2.00))
+    router.on_fills(broker.on_market(quotes(1.90, 2.00), SESSION_NS, 0))
+    t = SESSION_NS + 60 * NS
+    (stop,) = router.exit_signals({CONTRACT.key: (0.95, 1.00)}, t, 0)  # −50 % hard stop
+    assert stop.quantity == 4 and "stop" in stop.reason
+    # the risk gate denied it (no order ever recorded): after the timeout the plan sells again
+    assert router.exit_signals({CONTRACT.key: (0.95, 1.00)}, t + NS, 0) == []
+    (again,) = router.exit_signals({CONTRACT.key: (0.95, 1.00)}, t + 61 * NS, 0)
+    assert again.quantity == 4 and again.signal_id != stop.signal_id  # a new decision, enqueued anew
