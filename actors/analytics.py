@@ -6,6 +6,7 @@ import json
 import time
 from datetime import date
 
+import msgspec
 import ray
 import redis
 
@@ -13,7 +14,7 @@ from actors.common import ActorShell, strategy_names
 from quanticity import keys
 from quanticity.analytics.engine import AnalyticsEngine
 from quanticity.config.models import QuanticityConfig
-from quanticity.messages import MarketBatch, encode
+from quanticity.messages import FeatureSnapshot, MarketBatch, encode
 from quanticity.session import RunSpec
 
 NS = 1_000_000_000
@@ -51,7 +52,18 @@ class SymbolAnalyticsActor(ActorShell):
         self.redis_errors = 0
         self._last_checkpoint_ns = self.features.last_event_ns
         self._last_write_ns = 0
+        self._last_forward_ns = 0
         self._strategies = strategy_names(config, symbol)
+
+    def on_packed(self, data: bytes) -> int:
+        """Batches as msgpack bytes (what the feed sends); malformed data is counted, not raised."""
+        try:
+            batches = msgspec.msgpack.decode(data, type=list[MarketBatch])
+        except msgspec.DecodeError as exc:
+            self.errors += 1
+            self.log.error("malformed batch payload dropped", extra={"symbol": self.symbol, "error": str(exc)})
+            return 0
+        return self.on_batches(batches)
 
     def on_batches(self, batches: list[MarketBatch]) -> int:
         """Apply feed batches in order, deciding after each one whether a snapshot is due.
@@ -61,12 +73,14 @@ class SymbolAnalyticsActor(ActorShell):
         """
         started = time.perf_counter()
         before = self.features.events
+        snapshots: list[FeatureSnapshot] = []
         try:
             for batch in batches:
                 self.engine.on_batch(batch)
                 now = self.features.last_event_ns
-                if now and self.features.snapshot_due(now):
-                    self._forward(now)
+                if now and self._forward_due(now):
+                    snapshots.append(self._snapshot(now))
+            self._send(snapshots)
             now = self.features.last_event_ns
             if now - self._last_checkpoint_ns >= self.config.trading.analytics.checkpoint_every_s * NS:
                 self.checkpoint()
@@ -78,8 +92,26 @@ class SymbolAnalyticsActor(ActorShell):
         self.latency.add(time.perf_counter() - started)
         return self.features.events - before
 
-    def _forward(self, now: int) -> None:
+    def _forward_due(self, now: int) -> bool:
+        """Material change or cadence (SPEC §3), but never more often than ``min_forward_interval_s``."""
+        cfg = self.config.trading.analytics
+        if now - self._last_forward_ns < cfg.min_forward_interval_s * NS:
+            return False
+        return self.features.snapshot_due(now)
+
+    def _send(self, snapshots: list[FeatureSnapshot]) -> None:
+        """One call per strategy for all snapshots of this batch call (batching keeps Ray calls few)."""
+        if not snapshots:
+            return
+        for name in self._strategies:
+            strategy = self.peers.get(name)
+            if strategy is not None:
+                strategy.on_features_batch.remote(snapshots)
+        self.forwarded += len(snapshots)
+
+    def _snapshot(self, now: int) -> FeatureSnapshot:
         snap, metrics = self.engine.snapshot(now, time.time_ns())
+        self._last_forward_ns = now
         if now - self._last_write_ns >= self.config.trading.analytics.write_every_s * NS:
             # Redis snapshots are for readers that poll (overseer, reports, status): at most one
             # write per write_every_s keeps the hot path free; strategies get every snapshot.
@@ -90,12 +122,7 @@ class SymbolAnalyticsActor(ActorShell):
                 pipe.set(keys.analytics(self.symbol, metric), json.dumps(values), ex=ttl)
             pipe.execute()
             self._last_write_ns = now
-        for name in self._strategies:
-            strategy = self.peers.get(name)
-            if strategy is None:
-                continue
-            strategy.on_features.remote(snap)
-        self.forwarded += 1
+        return snap
 
     def on_external(self, metric: str, value: float, source: str) -> dict:
         """A value an outside source (Unusual Whales) computed for us: keep both and the divergence."""

@@ -74,6 +74,10 @@ class StrategyActor(ActorShell):
         self.latency.add(time.perf_counter() - started)
         return enqueued
 
+    def on_features_batch(self, snaps: list[FeatureSnapshot]) -> int:
+        """Several snapshots in order (one call per analytics batch); returns signals enqueued."""
+        return sum(self.on_features(snap) for snap in snaps)
+
     def on_alt_data(self, events: list[AltDataEvent]) -> int:
         """Alternative data (congress, insiders, dark pool, flow alerts, news, earnings)."""
         if self.strategy is None:

@@ -117,7 +117,11 @@ class RootSupervisor:
         resumed = bool(self.redis.exists(keys.TOPOLOGY))
         desired = sorted(self._desired(), key=lambda c: CREATION_ORDER.index(c.kind))
         self._place([c for c in desired if c.kind == "analytics"])
+        starting: list[Child] = []
         for child in desired:
+            if child.kind == "feed" and starting:  # the feed sends to them: they must be up first
+                self._wait_ready(starting)
+                starting = []
             try:
                 child.handle = ray.get_actor(child.name, namespace=self.namespace)
                 ray.get(child.handle.ping.remote(), timeout=self.config.system.supervisor.ping_timeout_s)
@@ -126,13 +130,19 @@ class RootSupervisor:
             except (ValueError, RayActorError, GetTimeoutError):
                 if resumed and child.kind == "analytics" and child.node not in set(self._alive_nodes()):
                     self._replace_on_alive_node(child)
-                self._create(child)
+                # symbol and strategy actors start in parallel; the rest in order (downstream first)
+                parallel = child.kind in ("analytics", "strategy")
+                self._create(child, wait=not parallel)
+                if parallel:
+                    starting.append(child)
                 self.created.append(child.name)
                 if resumed:  # it ran before this incarnation and is gone: that is a restart
                     self.redis.hincrby(keys.RESTARTS, child.name, 1)
                     self._event("restart", child, "missing at adoption")
             self.children[child.name] = child
             self._save_topology(child)
+        if starting:
+            self._wait_ready(starting)
 
     def _alive_nodes(self) -> list[str]:
         return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
@@ -167,7 +177,7 @@ class RootSupervisor:
         assignment = assign_symbols([c.key for c in peers], self._alive_nodes(), current)
         child.node = assignment.get(child.key or "")
 
-    def _create(self, child: Child) -> None:
+    def _create(self, child: Child, wait: bool = True) -> None:
         cls = ACTOR_CLASSES[child.kind]
         options: dict[str, Any] = {"name": child.name, "namespace": self.namespace, "lifetime": "detached"}
         if child.kind == "analytics" and child.node:
@@ -188,11 +198,23 @@ class RootSupervisor:
                     raise
                 time.sleep(0.1)
         child.missed = 0
-        try:  # wait for the constructor (state restore) so peers find a ready actor under the name
-            ray.get(child.handle.ping.remote(), timeout=self.config.system.supervisor.ping_timeout_s * 2)
-        except (RayActorError, GetTimeoutError) as exc:
-            self.log.warning("child not ready after create", extra={"actor": child.name, "error": type(exc).__name__})
+        if wait:
+            self._wait_ready([child])
         self._event("create", child)
+
+    def _wait_ready(self, children: list[Child]) -> None:
+        """Wait for the constructors (state restore) so peers find ready actors under the names."""
+        timeout = self.config.system.supervisor.ping_timeout_s * 2 + len(children)
+        refs = {c.name: c.handle.ping.remote() for c in children}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+        for name, ref in refs.items():
+            if ref not in ready:
+                self.log.warning("child not ready after create", extra={"actor": name})
+                continue
+            try:
+                ray.get(ref)
+            except RayActorError as exc:
+                self.log.warning("child died while starting", extra={"actor": name, "error": str(exc)})
 
     def _save_topology(self, child: Child) -> None:
         self.redis.hset(

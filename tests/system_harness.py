@@ -29,7 +29,7 @@ def system_config(
         "system": {
             "system": {"namespace": f"t{uuid.uuid4().hex[:10]}", "log_level": "WARNING"},
             "universe": {"zero_dte": zero_dte, "long_dated": [s for s in symbols if s not in zero_dte]},
-            "session": {"date": SESSION_DAY.isoformat(), "speed": 0},
+            "session": {"date": SESSION_DAY.isoformat(), "speed": 0, "step_ms": 1000},
             "supervisor": {"heartbeat_interval_s": 0.3, "ping_timeout_s": 3.0, "hung_after_missed": 3},
             "feed": {"flush_ms": 5, "max_steps_per_flush": 20, "router_tick_every_s": 5, "checkpoint_every_s": 30},
         },

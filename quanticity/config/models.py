@@ -137,7 +137,7 @@ class SessionSection(Strict):
 class FeedSection(Strict):
     """How the feed batches events to the per-symbol actors (batching is what makes it fast)."""
 
-    flush_ms: PositiveFloat = 20.0
+    flush_ms: PositiveFloat = 40.0
     max_steps_per_flush: PositiveInt = 50
     max_inflight_flushes: PositiveInt = 4
     router_tick_every_s: PositiveFloat = 5.0
@@ -220,6 +220,7 @@ class AnalyticsSection(Strict):
     checkpoint_every_s: PositiveFloat = 30.0
     book_max_age_s: PositiveFloat = 5.0
     write_every_s: PositiveFloat = 1.0
+    min_forward_interval_s: Annotated[float, Field(ge=0)] = 1.0
     vpin_buckets: PositiveInt = 50
     flow_window_s: PositiveFloat = 60.0
     block_contracts: PositiveInt = 100
