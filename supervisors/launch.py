@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 import redis
+from ray.exceptions import ActorUnavailableError, GetTimeoutError
 
 from actors.common import FEED
 from quanticity import keys
@@ -60,9 +61,21 @@ def wait_until_quiet(client: redis.Redis, timeout_s: float = 15.0) -> bool:
     return False
 
 
-def stop_system(supervisor: Any) -> None:
-    """Kill the children and the supervisor (end of a session or a test)."""
+def stop_system(supervisor: Any, timeout_s: float = 90.0) -> None:
+    """Kill the children and the supervisor (end of a session or a test).
+
+    The supervisor may be restarting (its node was lost): wait for the new incarnation, which
+    re-adopts the children, and shut that down.
+    """
+    deadline = time.monotonic() + timeout_s
     try:
-        ray.get(supervisor.shutdown.remote(), timeout=30)
+        while True:
+            try:
+                ray.get(supervisor.shutdown.remote(), timeout=30)
+                return
+            except (ActorUnavailableError, GetTimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         ray.kill(supervisor, no_restart=True)
