@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -45,3 +47,13 @@ def session_spec(config: QuanticityConfig, minutes: float = 30, start: str = "10
 
     section = config.system.session.model_copy(update={"start": time.fromisoformat(start), "speed": 0.0})
     return plan_session(section, seed=seed, duration_s=minutes * 60, speed=0.0)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds (the actor system works asynchronously); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

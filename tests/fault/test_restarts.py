@@ -15,18 +15,9 @@ from quanticity import keys
 from quanticity.execution.store import ExecutionStore
 from quanticity.messages import Side
 from supervisors.launch import feed_progress, start_system, stop_system, wait_until_done, wait_until_quiet
-from tests.system_harness import session_spec, system_config
+from tests.system_harness import session_spec, system_config, wait_for
 
 pytestmark = pytest.mark.fault
-
-
-def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_books_consistent(client: redis.Redis, config, channel_dir: Path) -> None:  # noqa: ANN001

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,10 @@ from quanticity.execution.store import ExecutionStore
 from quanticity.messages import Direction, OptionContract, OrderStatus, Right, Side, Signal, encode
 from quanticity.risk.gate import order_ref_for
 from supervisors.launch import start_system, stop_system
-from tests.system_harness import session_spec, system_config
+from tests.system_harness import session_spec, system_config, wait_for
 
 pytestmark = pytest.mark.fault
 CRASHES = 20
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def entry_signal(i: int, now_ns: int) -> Signal:
