@@ -52,6 +52,10 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
+from quanticity.analytics.coerce import as_1d as _as_1d
+from quanticity.analytics.coerce import timestamps as _timestamps
+from quanticity.analytics.coerce import to_float as _to_float
+
 __all__ = [
     "FlowReading",
     "FlowWindow",
@@ -147,10 +151,6 @@ class UnusualActivity(NamedTuple):
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _as_1d(x: ArrayLike, dtype: type = np.float64) -> NDArray:
-    return np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
-
-
 def _broadcast(x: ArrayLike | None, n: int, fill: float = math.nan) -> NDArray[np.float64]:
     """``x`` as a float64 array of length ``n`` (scalars broadcast; wrong lengths → ``fill``)."""
     if x is None:
@@ -179,16 +179,6 @@ def _codes(contract: ArrayLike | None, n: int) -> tuple[NDArray[np.int64], int]:
     return inverse, int(inverse.max()) + 1 if n else 1
 
 
-def _timestamps(x: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """Integer ns timestamps and a validity mask (float input: non-finite entries are invalid)."""
-    a = np.asarray(x).reshape(-1)
-    if a.dtype.kind in "iub":
-        return np.ascontiguousarray(a, dtype=np.int64), np.ones(a.size, dtype=np.bool_)
-    f = np.asarray(a, dtype=np.float64)
-    valid = np.isfinite(f) & (np.abs(f) < 9.2e18)
-    return np.ascontiguousarray(np.where(valid, f, 0.0).astype(np.int64)), valid
-
-
 def _to_int(x: object) -> int | None:
     try:
         return int(x)  # type: ignore[call-overload]
@@ -199,13 +189,6 @@ def _to_int(x: object) -> int | None:
 def _count(rejected: dict[str, int], key: str, value: int) -> None:
     if value:
         rejected[key] = rejected.get(key, 0) + int(value)
-
-
-def _to_float(x: object) -> float:
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
 
 
 def _quote_side(price: float, bid: float, ask: float) -> int:

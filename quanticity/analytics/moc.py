@@ -51,6 +51,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from quanticity.analytics.coerce import to_float as _to_float
+
 __all__ = [
     "MocAccumulator",
     "MocInputs",
@@ -131,13 +133,6 @@ class MocPrediction(NamedTuple):
             and self.dark_lit_divergence > min_divergence
             and self.confidence > min_confidence
         )
-
-
-def _to_float(x: object) -> float:
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
 
 
 def moc_window_ns(day: date, start: time = MOC_WINDOW_START, end: time = MOC_WINDOW_END) -> tuple[int, int]:

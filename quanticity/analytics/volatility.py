@@ -47,6 +47,10 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
+from quanticity.analytics.coerce import as_1d as _as_1d
+from quanticity.analytics.coerce import timestamps as _timestamps
+from quanticity.analytics.coerce import to_float as _to_float
+
 __all__ = [
     "SECONDS_PER_TRADING_YEAR",
     "IVHistory",
@@ -138,17 +142,6 @@ class SkewResult(NamedTuple):
     call_strike: float
     put_strike: float
     rejected: dict[str, int]
-
-
-def _as_1d(x: ArrayLike, dtype: type = np.float64) -> NDArray:
-    return np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
-
-
-def _to_float(x: object) -> float:
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
 
 
 def bars_per_year(bar_s: float) -> float:
@@ -277,15 +270,6 @@ def _rv_kernel(
         cur = b
         close = p
     return o_bar[:k].copy(), o_ret[:k].copy(), o_rv[:k].copy(), o_mean[:k].copy(), bad, ooo, resets
-
-
-def _timestamps(x: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    a = np.asarray(x).reshape(-1)
-    if a.dtype.kind in "iub":
-        return np.ascontiguousarray(a, dtype=np.int64), np.ones(a.size, dtype=np.bool_)
-    f = np.asarray(a, dtype=np.float64)
-    valid = np.isfinite(f) & (np.abs(f) < 9.2e18)
-    return np.ascontiguousarray(np.where(valid, f, 0.0).astype(np.int64)), valid
 
 
 def realized_vol_bars(

@@ -48,6 +48,9 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
+from quanticity.analytics.coerce import as_1d as _as_1d
+from quanticity.analytics.coerce import to_float as _to_float
+
 __all__ = [
     "STATE_NO_ADV",
     "STATE_OK",
@@ -232,18 +235,6 @@ def _vpin_kernel(
                 carry[_BUY] = z * remaining
                 break
     return series[:k].copy(), ends[:k].copy(), bad_price, bad_size
-
-
-def _to_float(x: object) -> float:
-    """``float(x)``, or NaN for anything that is not a number (never raises)."""
-    try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
-
-
-def _as_1d(x: ArrayLike) -> NDArray[np.float64]:
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(-1))
 
 
 def _aligned(*arrays: ArrayLike) -> tuple[list[NDArray[np.float64]], int]:
