@@ -201,7 +201,6 @@ class SimFeedActor(ActorShell):
         ready, _ = ray.wait([ref], timeout=0)
         if ready:
             self._pending_calls.pop(call)
-            self.coalesced[call] = self.coalesced.get(call, 0)
             return True
         self.coalesced[call] = self.coalesced.get(call, 0) + 1
         return False

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from actors.common import FEED, SUPERVISOR
+from actors.common import FEED, RISK, SUPERVISOR
 from quanticity import keys
 from quanticity.config import ConfigError, QuanticityConfig, load_config
 from quanticity.execution.store import ExecutionStore
@@ -148,16 +148,14 @@ def collect_summary(client: redis.Redis) -> dict[str, Any]:
         "open_positions": {k: p.quantity for k, p in positions.items()},
         "restarts": {k: int(v) for k, v in client.hgetall(keys.RESTARTS).items()},
         "trading_state": client.hget(keys.TRADING_STATE, "state") or "ACTIVE",
-        "risk_decisions": _decision_counts(client),
+        "risk_decisions": _decision_counts(beats),
     }
 
 
-def _decision_counts(client: redis.Redis) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for _, fields in client.xrange(keys.RISK_DECISIONS):
-        reason = json.loads(fields["decision"])["reason_code"]
-        counts[reason] = counts.get(reason, 0) + 1
-    return counts
+def _decision_counts(beats: dict[str, dict[str, float]]) -> dict[str, int]:
+    """Risk decisions by reason code, from the risk gate's heartbeat (not by re-reading the audit stream)."""
+    risk = beats.get(RISK, {})
+    return {k.removeprefix("decision_"): int(v) for k, v in risk.items() if k.startswith("decision_")}
 
 
 def _progress_line(progress: dict[str, float], summary: dict[str, Any], wall_s: float) -> str:

@@ -123,7 +123,7 @@ class SessionSection(Strict):
     date: dt.date | None = None
     start: time = time(9, 30)
     end: time | None = None  # None = the session's close (16:00, 13:00 on half days)
-    speed: Annotated[float, Field(ge=0)] = 150.0  # 0 = unpaced: as fast as the actors go
+    speed: Annotated[float, Field(ge=0)] = 100.0  # 0 = unpaced: as fast as the actors go
     step_ms: PositiveInt = 1000
 
     @field_validator("speed")
@@ -138,7 +138,7 @@ class FeedSection(Strict):
     """How the feed batches events to the per-symbol actors (batching is what makes it fast)."""
 
     flush_ms: PositiveFloat = 40.0
-    max_steps_per_flush: PositiveInt = 50
+    max_steps_per_flush: PositiveInt = 10
     max_inflight_flushes: PositiveInt = 4
     router_tick_every_s: PositiveFloat = 5.0
     raw_snapshot_every_s: PositiveFloat = 1.0
