@@ -130,7 +130,7 @@ def actor_benchmark(minutes: float = 20.0) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="qbench-analytics-"))
     server = EmbeddedRedis(tmp / "redis")
     url = server.start()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         config = load_config(
             overrides={

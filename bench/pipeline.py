@@ -156,7 +156,12 @@ def main() -> dict[str, Any]:
     server = EmbeddedRedis(tmp / "redis")
     url = server.start()
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, namespace="quanticity-bench"
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        namespace="quanticity-bench",
     )
     try:
         base = baseline()

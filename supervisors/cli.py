@@ -82,7 +82,9 @@ class Session:
             self.redis_url = self.embedded.start()
         init: dict[str, Any] = {"namespace": cfg.system.namespace, "log_to_driver": False, "configure_logging": False}
         if cfg.ray.address is None:
+            # "local": start our own Ray even if a stale /tmp/ray/ray_current_cluster names another
             init.update(
+                address="local",
                 num_cpus=cfg.ray.num_cpus,
                 include_dashboard=cfg.ray.include_dashboard,
                 dashboard_host=cfg.ray.dashboard_host,

@@ -46,8 +46,15 @@ def ray_session() -> Iterator[None]:
     """One local Ray (num_cpus=2) shared by every integration and fault test (never under xdist)."""
     import ray
 
+    # "local" always starts a private instance: a stale /tmp/ray/ray_current_cluster (written by
+    # ray.cluster_utils.Cluster, say) must never make the tests attach to a cluster that is gone.
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, namespace="quanticity-tests"
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        namespace="quanticity-tests",
     )
     yield
     ray.shutdown()

@@ -6,6 +6,7 @@ integration tests (``make test`` does that).
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -42,6 +43,11 @@ def cluster() -> Iterator[Cluster]:
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+    # Cluster writes its address to /tmp/ray/ray_current_cluster and leaves it behind; a later
+    # ray.init() without an address would try to attach to this dead cluster.
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    if current.exists() and current.read_text().strip() == cluster.gcs_address:
+        current.unlink()
 
 
 def symbol_nodes(namespace: str) -> dict[str, str]:
