@@ -14,7 +14,7 @@ from actors.common import ActorShell, strategy_names
 from quanticity import keys
 from quanticity.analytics.engine import AnalyticsEngine
 from quanticity.config.models import QuanticityConfig
-from quanticity.messages import FeatureSnapshot, MarketBatch, encode
+from quanticity.messages import AltDataEvent, AltDataKind, FeatureSnapshot, MarketBatch, encode
 from quanticity.session import RunSpec
 
 NS = 1_000_000_000
@@ -52,7 +52,6 @@ class SymbolAnalyticsActor(ActorShell):
         self.redis_errors = 0
         self._last_checkpoint_ns = self.features.last_event_ns
         self._last_write_ns = 0
-        self._last_forward_ns = 0
         self._strategies = strategy_names(config, symbol)
 
     def on_packed(self, data: bytes) -> int:
@@ -78,7 +77,7 @@ class SymbolAnalyticsActor(ActorShell):
             for batch in batches:
                 self.engine.on_batch(batch)
                 now = self.features.last_event_ns
-                if now and self._forward_due(now):
+                if now and self.features.snapshot_due(now):
                     snapshots.append(self._snapshot(now))
             self._send(snapshots)
             now = self.features.last_event_ns
@@ -92,12 +91,10 @@ class SymbolAnalyticsActor(ActorShell):
         self.latency.add(time.perf_counter() - started)
         return self.features.events - before
 
-    def _forward_due(self, now: int) -> bool:
-        """Material change or cadence (SPEC §3), but never more often than ``min_forward_interval_s``."""
-        cfg = self.config.trading.analytics
-        if now - self._last_forward_ns < cfg.min_forward_interval_s * NS:
-            return False
-        return self.features.snapshot_due(now)
+    def on_alt_data(self, events: list[AltDataEvent]) -> int:
+        """Prior sessions' closing vol readings (``VOL_CLOSE``) into the IV-rank history; returns
+        how many were recorded (malformed ones are counted by the engine and dropped)."""
+        return sum(self.engine.on_vol_close(e) for e in events if e.kind is AltDataKind.VOL_CLOSE)
 
     def _send(self, snapshots: list[FeatureSnapshot]) -> None:
         """One call per strategy for all snapshots of this batch call (batching keeps Ray calls few)."""
@@ -111,7 +108,6 @@ class SymbolAnalyticsActor(ActorShell):
 
     def _snapshot(self, now: int) -> FeatureSnapshot:
         snap, metrics = self.engine.snapshot(now, time.time_ns())
-        self._last_forward_ns = now
         if now - self._last_write_ns >= self.config.trading.analytics.write_every_s * NS:
             # Redis snapshots are for readers that poll (overseer, reports, status): at most one
             # write per write_every_s keeps the hot path free; strategies get every snapshot.

@@ -22,9 +22,9 @@ from ray.exceptions import RayActorError
 from actors.common import BROKER, ROUTER, ActorShell, analytics_name, strategy_name
 from quanticity import keys
 from quanticity.config.models import FeedSection, QuanticityConfig
-from quanticity.messages import MarketBatch, encode
+from quanticity.messages import AltDataEvent, AltDataKind, MarketBatch, encode
 from quanticity.session import RunSpec
-from quanticity.sim.altdata import alt_data_events
+from quanticity.sim.altdata import session_alt_data
 from quanticity.sim.market import SyntheticMarket
 
 NS = 1_000_000_000
@@ -55,7 +55,9 @@ class SimFeedActor(ActorShell):
         self.restored = bool(raw)
         # alternative data of the session (history included), delivered as simulated time passes;
         # after a restart it is re-delivered from the start — strategies drop repeated filings
-        self.alt_events = alt_data_events(self.market.symbols, date.fromisoformat(spec.session_date), spec.seed)
+        self.alt_events = session_alt_data(
+            config, self.market.symbols, date.fromisoformat(spec.session_date), spec.seed
+        )
         self.alt_cursor = 0
         self.alt_targets = [strategy_name(s.name) for s in config.trading.strategies.enabled()]
         self.pending: dict[str, list[MarketBatch]] = {}
@@ -191,6 +193,15 @@ class SimFeedActor(ActorShell):
             handle = self.peers.get(name)
             if handle is not None:
                 handle.on_alt_data.remote(batch)
+        # prior sessions' closing vol readings also seed each symbol's IV-rank history
+        by_symbol: dict[str, list[AltDataEvent]] = {}
+        for event in batch:
+            if event.kind is AltDataKind.VOL_CLOSE:
+                by_symbol.setdefault(event.symbol, []).append(event)
+        for symbol, events in by_symbol.items():
+            handle = self.peers.get(analytics_name(symbol))
+            if handle is not None:
+                handle.on_alt_data.remote(events)
         self.alt_cursor = end
 
     def _idle(self, call: str) -> bool:

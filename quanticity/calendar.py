@@ -27,6 +27,18 @@ def _xnys() -> xcals.ExchangeCalendar:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _bell(day: date, which: str) -> datetime:
+    """Open or close of the session ``day`` in ET, memoised: the exchange_calendars lookup costs
+    ~70 µs through pandas and chain listings ask it for every expiry of every symbol."""
+    ts = pd.Timestamp(day)
+    cal = _xnys()
+    if not cal.is_session(ts):
+        raise ValueError(f"day: {day} is not an NYSE session")
+    bell = cal.session_open(ts) if which == "open" else cal.session_close(ts)
+    return bell.tz_convert(ET).to_pydatetime()
+
+
 class NyseCalendar:
     """Questions the platform asks of the NYSE calendar, in plain dates and aware datetimes."""
 
@@ -39,11 +51,11 @@ class NyseCalendar:
 
     def session_open(self, day: date) -> datetime:
         """Opening bell of the session ``day`` in ET (09:30)."""
-        return self._cal.session_open(self._session(day)).tz_convert(ET).to_pydatetime()
+        return _bell(day, "open")
 
     def session_close(self, day: date) -> datetime:
         """Closing bell of the session ``day`` in ET: 16:00, or 13:00 on a half day."""
-        return self._cal.session_close(self._session(day)).tz_convert(ET).to_pydatetime()
+        return _bell(day, "close")
 
     def is_half_day(self, day: date) -> bool:
         """True on an early-close session (e.g. the day after Thanksgiving)."""

@@ -140,6 +140,7 @@ class AltDataKind(enum.StrEnum):
     FLOW_ALERT = "flow_alert"  # an unusual options flow alert (sweep, block, repeated hits)
     NEWS = "news"  # a headline with a sentiment score
     EARNINGS = "earnings"  # the next earnings date
+    VOL_CLOSE = "vol_close"  # a prior session's closing ATM IV and 25Δ risk reversal (history)
 
 
 class AltDataEvent(Message, frozen=True, kw_only=True):

@@ -100,6 +100,7 @@ from quanticity.execution.positions import Position, apply_fill
 from quanticity.execution.router import OrderRouter
 from quanticity.execution.store import ExecutionStore
 from quanticity.messages import (
+    AltDataKind,
     Direction,
     Fill,
     MarketBatch,
@@ -114,11 +115,15 @@ from quanticity.messages import (
 )
 from quanticity.risk.gate import Exposure, MemoryRiskStore, RiskGate
 from quanticity.session import RunSpec, plan_session
+from quanticity.sim.altdata import session_alt_data
 from quanticity.sim.broker import SimBroker
 from quanticity.sim.market import SyntheticMarket
 from quanticity.store.client import SignalQueue, connect
 from quanticity.store.embedded import EmbeddedRedis
+from quanticity.strategies.base import Strategy
+from quanticity.strategies.dedupe import AtomicEnqueuer, EnqueueStatus
 from quanticity.strategies.imbalance_momentum import ImbalanceMomentumStrategy
+from quanticity.strategies.registry import build_strategy
 
 __all__ = ["BacktestResult", "main", "parse_duration", "run_backtest"]
 
@@ -365,8 +370,13 @@ class _Backtest:
                 div_yield=underlying.dividend_yield if underlying else 0.0,
                 session_date=session_date,
             )
-        self.strategy = ImbalanceMomentumStrategy(config.trading.strategy)
+        # the strategies the supervisor would start, in the order actors.common.strategy_names lists them
+        self.legacy = ImbalanceMomentumStrategy(config.trading.strategy) if config.trading.strategy.enabled else None
+        self.strategies: list[Strategy] = [build_strategy(cfg) for cfg in config.trading.strategies.enabled()]
         self.queue = SignalQueue(client)
+        self.enqueuer = AtomicEnqueuer(client)
+        self.alt_events = session_alt_data(config, self.symbols, session_date, spec.seed)
+        self.alt_cursor = 0
         self.gate = RiskGate(
             config.trading.risk, MemoryRiskStore(), limit_offset=config.trading.execution.limit_offset_of_spread
         )
@@ -383,6 +393,8 @@ class _Backtest:
         self.steps = 0
         self.snapshots = 0
         self.duplicate_signals = 0
+        self.alt_delivered = 0
+        self.signals_by_strategy: Counter[str] = Counter()
         self.ticks = 0
         self.breaker_alerts: Counter[str] = Counter()
         self.signals: list[_SignalRecord] = []
@@ -410,10 +422,11 @@ class _Backtest:
             self.clock.set(ts)
             self.steps += 1
             step_signals, self.pending_exits = self.pending_exits, []
+            self._deliver_alt_data(ts)
             for symbol in sorted(batches):
-                signal = self._analyse(symbol, batches[symbol], ts)
-                if signal is not None and self._enqueue(signal):
-                    step_signals.append(signal)
+                for signal in self._analyse(symbol, batches[symbol], ts):
+                    if self._enqueue(signal):
+                        step_signals.append(signal)
             for signal in step_signals:
                 self._judge(signal, ts)
             fills = self.venue.on_marks(self.market.marks(ts), ts)
@@ -430,26 +443,58 @@ class _Backtest:
         self.pending_exits = []
         self.final_marks = self._marks()
 
-    def _analyse(self, symbol: str, batch: MarketBatch, ts: int) -> Signal | None:
-        """SymbolAnalyticsActor.on_batches for one batch, then StrategyActor.on_features."""
+    def _deliver_alt_data(self, now: int) -> None:
+        """FeedActor._deliver_alt_data: every alternative-data event that has happened by ``now``."""
+        end = self.alt_cursor
+        while end < len(self.alt_events) and self.alt_events[end].ts_event <= now:
+            end += 1
+        if end == self.alt_cursor:
+            return
+        batch = self.alt_events[self.alt_cursor : end]
+        for strategy in self.strategies:
+            for event in batch:
+                strategy.on_alt_data(event)
+        for event in batch:  # SymbolAnalyticsActor.on_alt_data: closing vol history for IV rank
+            if event.kind is AltDataKind.VOL_CLOSE and event.symbol in self.engines:
+                self.engines[event.symbol].on_vol_close(event)
+        self.alt_delivered += len(batch)
+        self.alt_cursor = end
+
+    def _analyse(self, symbol: str, batch: MarketBatch, ts: int) -> list[Signal]:
+        """SymbolAnalyticsActor.on_batches for one batch, then StrategyActor.on_features for each
+        strategy trading ``symbol`` (legacy rule first, then the SPEC strategies in config order)."""
         self.events += batch.event_count
         engine = self.engines[symbol]
         engine.on_batch(batch)
         now = engine.features.last_event_ns
         if not (now and engine.features.snapshot_due(now)):
-            return None
+            return []
         snap, _ = engine.snapshot(now, ts)
         self.snapshots += 1
-        return self.strategy.on_features(snap, now_ns=snap.ts_event, ts_init=ts)
+        signals: list[Signal] = []
+        if self.legacy is not None:
+            signal = self.legacy.on_features(snap, now_ns=snap.ts_event, ts_init=ts)
+            if signal is not None:
+                signals.append(signal)
+        for strategy in self.strategies:
+            if symbol in strategy.config.symbols:
+                signals.extend(strategy.on_features(snap, snap.ts_event))
+        return signals
 
     def _enqueue(self, signal: Signal) -> bool:
-        """The StrategyActor's atomic check-and-enqueue; False for a signal id seen before."""
-        entry = self.queue.enqueue_once(
-            keys.signal_dedupe(signal.signal_id), keys.SIGNALS_STREAM, encode(signal).decode(), SIGNAL_TTL_S
-        )
-        if entry is None:
+        """The StrategyActor's atomic check-and-enqueue; False for a signal seen before (or, for the
+        SPEC strategies, held back by the hardened de-duplication: cooldown, hysteresis, …)."""
+        if self.legacy is not None and signal.strategy == self.legacy.config.name:
+            entry = self.queue.enqueue_once(
+                keys.signal_dedupe(signal.signal_id), keys.SIGNALS_STREAM, encode(signal).decode(), SIGNAL_TTL_S
+            )
+            added = entry is not None
+        else:
+            added = self.enqueuer.enqueue(signal).status is EnqueueStatus.ENQUEUED
+        if not added:
             self.duplicate_signals += 1
             return False
+        self.signals_by_strategy[signal.strategy] += 1
         return True
 
     def _judge(self, signal: Signal, now: int) -> None:
@@ -784,7 +829,12 @@ def _summary(
         "sim_end_ns": bt.spec.sim_end_ns,
         "step_ns": bt.spec.step_ns,
         "symbols": bt.symbols,
-        "strategy": bt.config.trading.strategy.name,
+        "strategies": ([bt.legacy.config.name] if bt.legacy else []) + [s.config.name for s in bt.strategies],
+        "alt_data_events": bt.alt_delivered,
+        "signals_by_strategy": {k: bt.signals_by_strategy[k] for k in sorted(bt.signals_by_strategy)},
+        "strategy_rejections": {
+            s.config.name: dict(sorted(s.rejections.items(), key=lambda kv: (-kv[1], kv[0]))[:8]) for s in bt.strategies
+        },
         "events": bt.events,
         "steps": bt.steps,
         "snapshots": bt.snapshots,

@@ -36,11 +36,11 @@ from quanticity.analytics.features import SymbolFeatures
 from quanticity.analytics.flow import FlowWindow, PrintDetector
 from quanticity.analytics.iv import implied_vol, reason_counts
 from quanticity.analytics.moc import MocAccumulator, moc_window_ns
-from quanticity.analytics.volatility import IVHistory, RealizedVolState, risk_reversal_25d, vol_regime
+from quanticity.analytics.volatility import IVHistory, RealizedVolState, risk_reversal_25d, vol_close_values, vol_regime
 from quanticity.analytics.vpin import VpinState
 from quanticity.calendar import ET, NyseCalendar
 from quanticity.config.models import AnalyticsSection
-from quanticity.messages import FeatureSnapshot, MarketBatch, OptionTrade, Right, Trade
+from quanticity.messages import AltDataEvent, FeatureSnapshot, MarketBatch, OptionTrade, Right, Trade
 
 NS = 1_000_000_000
 GRADE_SCORE = {"A": 3.0, "B": 2.0, "C": 1.0, "D": 0.0}
@@ -78,6 +78,7 @@ class AnalyticsEngine:
         self.prints = PrintDetector("option", block_size=config.block_contracts)
         self.equity_prints = PrintDetector("equity")
         self.iv_history = IVHistory()
+        self.vol_close_rejected = 0
         self.session_date = session_date
         start, end = moc_window_ns(session_date) if session_date else (0, 0)
         self.moc = MocAccumulator(start, end)
@@ -336,6 +337,23 @@ class AnalyticsEngine:
         base = self.features.snapshot(now_ns, ts_init)
         return msgspec.structs.replace(base, metrics=self.scalars(metrics)), metrics
 
+    def on_vol_close(self, event: AltDataEvent) -> bool:
+        """A prior session's closing ATM IV (``VOL_CLOSE`` history) into the IV-rank history.
+
+        IV rank needs ``min_days`` of closes; a fresh deployment gets them from this history (UW's
+        historical IV live, the simulator's prior sessions in a simulation). A malformed event is
+        counted under ``vol_close_rejected`` and dropped. Returns whether it was recorded.
+        """
+        if event.symbol != self.symbol:
+            return False
+        try:
+            day, atm_iv, _ = vol_close_values(event)
+        except ValueError:
+            self.vol_close_rejected += 1
+            return False
+        self.iv_history.update(day.isoformat(), atm_iv)
+        return True
+
     def rejected(self) -> dict[str, int]:
         """Every rejection counter of every family, prefixed by family."""
         out: dict[str, int] = {f"event_{k}": v for k, v in self.features.rejected.items()}
@@ -347,6 +365,8 @@ class AnalyticsEngine:
             ("rv", self.rv.rejected),
         ):
             out.update({f"{family}_{k}": int(v) for k, v in counts.items()})
+        if self.vol_close_rejected:
+            out["history_vol_close_rejected"] = self.vol_close_rejected
         return out
 
     # --- outside sources ------------------------------------------------------------------

@@ -172,8 +172,13 @@ class SymbolFeatures:
         return max(otm, key=lambda q: q.contract.strike) if otm else None
 
     def snapshot_due(self, now_ns: int) -> bool:
-        """True when the mid moved materially since the last forward, or the cadence is due."""
+        """True when the mid moved materially since the last forward, or the cadence is due — but
+        never sooner than ``min_forward_interval_s`` after the last forward (strategies re-deciding
+        within a second gain nothing and the fan-out costs Ray calls). Live actors and backtests both
+        ask here, so both forward the same snapshots."""
         if not math.isfinite(self.mid):
+            return False
+        if self._last_forward_ns and now_ns - self._last_forward_ns < self.config.min_forward_interval_s * NS:
             return False
         if now_ns - self._last_forward_ns >= self.config.forward_every_s * NS:
             return True

@@ -41,6 +41,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
+from datetime import date
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,6 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 from quanticity.analytics.coerce import as_1d as _as_1d
 from quanticity.analytics.coerce import timestamps as _timestamps
 from quanticity.analytics.coerce import to_float as _to_float
+from quanticity.messages import AltDataEvent
 
 __all__ = [
     "SECONDS_PER_TRADING_YEAR",
@@ -536,8 +538,13 @@ class IVHistory:
         key = str(day)
         if self._closes and self._closes[-1][0] == key:
             self._closes[-1] = (key, x)
-        else:
+        elif not self._closes or self._closes[-1][0] < key:
             self._closes.append((key, x))
+        else:  # an older day: history delivered late, or re-delivered after a restart
+            merged = dict(self._closes)
+            merged[key] = x
+            self._closes.clear()
+            self._closes.extend(sorted(merged.items())[-self.window_days :])
 
     def value(self, iv: float, day: object | None = None) -> IVRank:
         """Rank/percentile of ``iv`` against the stored closes, leaving out ``day``'s own close."""
@@ -603,3 +610,23 @@ def risk_reversal_25d(
     c_iv, c_k = _interp_at_delta(call_strikes, call_deltas, call_ivs, target, rejected, "call")
     p_iv, p_k = _interp_at_delta(put_strikes, put_deltas, put_ivs, target, rejected, "put")
     return SkewResult(c_iv - p_iv, c_iv, p_iv, c_k, p_k, rejected)
+
+
+# --- history from outside ---------------------------------------------------------------------
+def vol_close_values(event: AltDataEvent) -> tuple[date, float, float]:
+    """(day, ATM IV, rr25) of a ``VOL_CLOSE`` event; ValueError naming the field when malformed."""
+    try:
+        day = date.fromisoformat(event.when)
+    except ValueError as exc:
+        raise ValueError(f"vol_close.when = {event.when!r}: not an ISO date") from exc
+    values = []
+    for name in ("atm_iv", "rr25"):
+        raw = event.detail.get(name)
+        try:
+            value = float(raw) if raw is not None else math.nan
+        except ValueError as exc:
+            raise ValueError(f"vol_close.{name} = {raw!r}: not a number") from exc
+        if not math.isfinite(value) or (name == "atm_iv" and value <= 0):
+            raise ValueError(f"vol_close.{name} = {raw!r}: must be finite{' and positive' if name == 'atm_iv' else ''}")
+        values.append(value)
+    return day, values[0], values[1]

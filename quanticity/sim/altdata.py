@@ -15,7 +15,9 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 
 from quanticity.calendar import ET, NyseCalendar
+from quanticity.config.models import QuanticityConfig
 from quanticity.messages import AltDataEvent, AltDataKind
+from quanticity.sim.vol_history import vol_close_events
 
 NS = 1_000_000_000
 HISTORY_SESSIONS = 60
@@ -76,5 +78,25 @@ def alt_data_events(
                     detail={"id": f"{symbol}-earnings-{report.isoformat()}"},
                 )
             )
+    events.sort(key=lambda e: (e.ts_event, e.symbol, e.kind.value, e.detail.get("id", "")))
+    return events
+
+
+def session_alt_data(config: QuanticityConfig, symbols: list[str], session_date: date, seed: int) -> list[AltDataEvent]:
+    """Everything the simulated alternative-data sources deliver for a session, sorted by time:
+    the event history of :func:`alt_data_events` plus prior sessions' closing vol readings
+    (:func:`~quanticity.sim.vol_history.vol_close_events`). The feed actor and the backtest both
+    take it from here, so both deliver the same events."""
+    calendar = NyseCalendar()
+    events = alt_data_events(symbols, session_date, seed, calendar)
+    events += vol_close_events(
+        config.market,
+        config.trading.analytics,
+        symbols,
+        session_date,
+        seed,
+        zero_dte=set(config.system.universe.zero_dte),
+        calendar=calendar,
+    )
     events.sort(key=lambda e: (e.ts_event, e.symbol, e.kind.value, e.detail.get("id", "")))
     return events

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import time as _time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -40,6 +41,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from quanticity.analytics.volatility import vol_close_values
 from quanticity.calendar import ET, NyseCalendar
 from quanticity.messages import AltDataEvent, AltDataKind, Direction, FeatureSnapshot, OptionQuote, Right, Signal
 
@@ -402,6 +404,11 @@ class DailySeries:
             series[-1] = (key, value)
         elif not series or series[-1][0] < key:
             series.append((key, value))
+        else:  # an older day arriving late (history delivered after today's first reading)
+            merged = dict(series)
+            merged[key] = value
+            series.clear()
+            series.extend(sorted(merged.items())[-(self.window_days + 1) :])
 
     def prior(self, symbol: str, day: date, count: int | None = None) -> list[float]:
         """Readings of the days before ``day``, oldest first, at most ``count`` (default: window)."""
@@ -537,6 +544,18 @@ class AltDataBook:
 
 
 # --- the strategy base ----------------------------------------------------------------------
+_NUMBER = re.compile(r"(?<![A-Za-z\d])[-+]?\d[\d,]*(?:\.\d+)?σ?")
+
+
+def reason_family(reason: str) -> str:
+    """``reason`` with its numbers replaced by ``#``: "confidence 42 < 60" → "confidence # < #".
+
+    Rejection reasons embed the values that failed; counting by family tells an operator *which*
+    rule keeps a strategy silent without one counter per value.
+    """
+    return _NUMBER.sub("#", reason)
+
+
 class Strategy(ABC):
     """A SPEC §7 strategy: snapshots and alternative data in, contract-level signals out.
 
@@ -554,6 +573,7 @@ class Strategy(ABC):
         self.evaluated = 0
         self.emitted = 0
         self.last_reason: dict[str, str] = {}
+        self.rejections: Counter[str] = Counter()
 
     @property
     def name(self) -> str:
@@ -595,8 +615,21 @@ class Strategy(ABC):
         self.emitted = int(state.get("emitted", 0))
 
     # --- helpers for subclasses -----------------------------------------------------------
+    def _record_vol_close(self, event: AltDataEvent, series: DailySeries) -> None:
+        """A prior session's closing rr25 (``VOL_CLOSE`` history) into ``series``; a malformed
+        event is counted under ``rejections`` and dropped, never raised into the actor."""
+        if event.symbol not in self.config.symbols:
+            return
+        try:
+            day, _, rr25 = vol_close_values(event)
+        except ValueError as exc:
+            self.rejections[f"bad vol_close: {reason_family(str(exc))}"] += 1
+            return
+        series.update(event.symbol, day, rr25)
+
     def _reject(self, symbol: str, reason: str) -> list[Signal]:
         self.last_reason[symbol] = reason
+        self.rejections[reason_family(reason)] += 1
         return []
 
     def _select(
@@ -734,8 +767,11 @@ class LongDatedStrategy(Strategy):
         self.alt = AltDataBook(retention_days=config.alt_retention_days)
 
     def on_alt_data(self, event: AltDataEvent) -> None:
-        """Store congress, insider, dark-pool, flow-alert and earnings events of the universe."""
-        if event.symbol in self.config.symbols:
+        """Store congress, insider, dark-pool, flow-alert and earnings events of the universe, and
+        prior sessions' closing rr25 (``VOL_CLOSE``) into the skew history."""
+        if event.kind is AltDataKind.VOL_CLOSE:
+            self._record_vol_close(event, self.rr25)
+        elif event.symbol in self.config.symbols:
             self.alt.add(event)
 
     def _iv_rank_gate(self, snap: FeatureSnapshot) -> tuple[float, str | None]:

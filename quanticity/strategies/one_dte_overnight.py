@@ -85,8 +85,10 @@ class OneDteOvernightStrategy(Strategy):
         self.checked: dict[str, str] = {}  # symbol → ISO date of the session already checked
 
     def on_alt_data(self, event: AltDataEvent) -> None:
-        """Keep the symbol's congress trades (the only alternative data this rule reads)."""
-        if event.kind is AltDataKind.CONGRESS and event.symbol in self.config.symbols:
+        """Keep the symbol's congress trades and prior sessions' closing rr25 (the skew baseline)."""
+        if event.kind is AltDataKind.VOL_CLOSE:
+            self._record_vol_close(event, self.rr25)
+        elif event.kind is AltDataKind.CONGRESS and event.symbol in self.config.symbols:
             self.alt.add(event)
 
     def _evaluate(self, snap: FeatureSnapshot, now_ns: int, chain: Sequence[OptionQuote]) -> list[Signal]:

@@ -68,6 +68,13 @@ def test_short_session_trades(
     assert summary["signals"] > 0 and summary["approvals"] > 0
     assert summary["fills"] > 0, "the aggressive strategy must trade in 30 minutes"
     assert summary["duplicate_places"] == 0 and summary["rejected_fills"] == 0
+    config, _, _ = setup
+    # every strategy the supervisor would start runs here too, with the session's alternative data
+    assert summary["strategies"] == [config.trading.strategy.name] + [
+        s.name for s in config.trading.strategies.enabled()
+    ]
+    assert len(summary["strategies"]) == 6 and summary["alt_data_events"] > 0
+    assert set(summary["strategy_rejections"]) == set(summary["strategies"][1:])
     assert summary["ledger_matches_store"] is True
     for name in (*PARQUET_FILES, "summary"):
         assert result.files[name].exists()
