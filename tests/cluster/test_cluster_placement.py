@@ -52,7 +52,7 @@ def cluster() -> Iterator[Cluster]:
 
 def symbol_nodes(namespace: str) -> dict[str, str]:
     return {
-        s: ray.get(ray.get_actor(analytics_name(s), namespace=namespace).node_id.remote(), timeout=30) for s in SYMBOLS
+        s: ray.get(ray.get_actor(analytics_name(s), namespace=namespace).node_id.remote(), timeout=180) for s in SYMBOLS
     }
 
 
