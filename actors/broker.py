@@ -47,6 +47,8 @@ class SimBrokerActor(ActorShell):
                 json.loads(meta["rng"]) if "rng" in meta else None,
             )
             self.broker.duplicate_places = int(meta.get("duplicate_places", 0))
+            self.broker.refused_replaces = int(meta.get("refused_replaces", 0))
+            self.broker.oca_cancels = int(meta.get("oca_cancels", 0))
         self._saved_executions = self.broker.execution_count
         # a pricing-only twin of the feed's market: same listing and model, driven by the feed's marks
         self.pricing = SyntheticMarket(
@@ -69,7 +71,12 @@ class SimBrokerActor(ActorShell):
                 pipe.rpush(keys.SIM_BROKER_EXECUTIONS, *(msgspec.json.encode(f).decode() for f in new))
             pipe.hset(
                 keys.SIM_BROKER_META,
-                mapping={"rng": json.dumps(self.broker.rng_state()), "duplicate_places": self.broker.duplicate_places},
+                mapping={
+                    "rng": json.dumps(self.broker.rng_state()),
+                    "duplicate_places": self.broker.duplicate_places,
+                    "refused_replaces": self.broker.refused_replaces,
+                    "oca_cancels": self.broker.oca_cancels,
+                },
             )
             pipe.execute()
             self._saved_executions += len(new)
@@ -95,8 +102,10 @@ class SimBrokerActor(ActorShell):
         if not self.broker.open_orders():
             return 0
         fills = self.broker.on_market(self._quote, self.now_ns, time.time_ns())
+        changed = self.broker.drain_changed()  # fills, stop triggers, OCA cancels: all persisted
+        if changed:
+            self._save(changed)
         if fills:
-            self._save(sorted({f.order_ref for f in fills}))
             router = self.peers.get(ROUTER)
             if router is not None:
                 router.on_fills.remote(fills)
@@ -126,6 +135,13 @@ class SimBrokerActor(ActorShell):
             self._save([order_ref])
         return order
 
+    def replace(self, order_ref: str, new_price: float) -> BrokerOrder | None:
+        """Modify a working order's limit or stop price (same reference); persisted before the ack."""
+        order = self.broker.replace(order_ref, new_price)
+        if order is not None:
+            self._save([order_ref])
+        return order
+
     def lookup(self, order_ref: str) -> BrokerOrder | None:
         """The venue's record of ``order_ref`` (None = never received)."""
         return self.broker.lookup(order_ref)
@@ -147,6 +163,7 @@ class SimBrokerActor(ActorShell):
             "executions": self.broker.execution_count,
             "open_orders": len(self.broker.open_orders()),
             "duplicate_places": self.broker.duplicate_places,
+            "oca_cancels": self.broker.oca_cancels,
         }
 
     def audit(self) -> dict[str, int]:

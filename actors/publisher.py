@@ -1,11 +1,16 @@
-"""Publisher actor: one per channel; delivers every booked fill exactly once per tier.
+"""Publisher actor: one per channel; a thin shell over :class:`quanticity.distribution.publisher.Publisher`.
 
-It reads ``trades:fills`` from its own persisted cursor, so a restart resumes where it stopped;
-the channel's files are the record of what was delivered, so nothing is written twice.
+It follows ``trades:fills`` from its own persisted cursor, so a restart resumes where it stopped.
+Each fill is scheduled for every tier of the channel (idempotently: a replayed fill schedules
+nothing new) and what is due now — premium — is delivered before the cursor moves on; a ticker
+delivers the delayed tiers. The schedule and the delivery records live in Redis, so a restarted
+publisher neither loses nor repeats a message.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import ray
@@ -13,49 +18,81 @@ import ray
 from actors.common import STALL_LIMIT_S, ActorShell, StreamFollower
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
-from quanticity.distribution.channel_log import ChannelLog
+from quanticity.distribution.context import fill_context
+from quanticity.distribution.factory import build_sender
+from quanticity.distribution.publisher import Publisher
 from quanticity.messages import Fill, decode
 from quanticity.session import RunSpec
+
+DELIVERY_TIMEOUT_S = 60.0
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)
 class PublisherActor(ActorShell):
-    """Shell over :class:`ChannelLog`; a background thread follows the fills stream."""
+    """Shell over :class:`Publisher`: a follower thread schedules fills, an event loop thread delivers."""
 
     kind = "publisher"
 
     def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str, channel: str) -> None:
         super().__init__(name, config, spec, redis_url)
         self.channel = channel
-        spec_ = config.distribution.channels[channel]
-        self.log_file = ChannelLog(config.distribution.log_dir, channel, list(spec_.tiers))
+        distribution = config.distribution
+        channel_spec = distribution.channels[channel]
+        self.equity = config.trading.risk.account_equity
+        sender = build_sender(channel, channel_spec, distribution)
+        self.publisher = Publisher(self.redis, channel, channel_spec, distribution, sender, self.clock)
+        self.tick_s = distribution.tick_s
         self.published = 0
         self.skipped = 0
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="publisher-loop", daemon=True)
+        self._loop_thread.start()
+        self._ticker = asyncio.run_coroutine_threadsafe(self._tick_forever(), self.loop)
         self.follower = StreamFollower(
             self.redis, keys.FILLS_STREAM, keys.publisher_cursor(channel), self._deliver, self.log, "publisher"
         )
+
+    async def _tick_forever(self) -> None:
+        """Deliver the delayed tiers (and retries) as they fall due."""
+        while True:
+            try:
+                await self.publisher.run_due()
+            except Exception as exc:  # Redis or platform trouble: keep ticking, report it
+                self.errors += 1
+                self.log.warning("delivery pass failed", extra={"channel": self.channel, "error": str(exc)})
+            await asyncio.sleep(self.tick_s)
 
     def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
         started = time.perf_counter()
         try:
             fill = decode(fields["fill"], Fill)
             realized = float(fields.get("realized", 0.0))
+            context = fill_context(self.redis, fill, realized, self.equity)
+            new = self.publisher.on_fill(fill, context)
         except (KeyError, ValueError) as exc:
             self.errors += 1
             self.log.error("malformed fill record skipped", extra={"entry": entry_id, "error": str(exc)})
         else:
-            if self.redis.sismember(keys.publisher_sent(self.channel), fill.exec_id):
-                self.skipped += 1
-            else:
-                self.log_file.write(fill.exec_id, fill, realized)
-                self.redis.sadd(keys.publisher_sent(self.channel), fill.exec_id)
+            if new:
                 self.published += 1
                 self.events += 1
+            else:
+                self.skipped += 1  # a replay after a restart: already scheduled
+            # what is due now (premium) goes out before the cursor moves past this fill; if this pass
+            # fails, the fill is still scheduled in Redis and the ticker delivers it
+            try:
+                asyncio.run_coroutine_threadsafe(self.publisher.run_due(), self.loop).result(DELIVERY_TIMEOUT_S)
+            except Exception as exc:
+                self.errors += 1
+                self.log.warning("immediate delivery failed", extra={"channel": self.channel, "error": str(exc)})
         self.latency.add(time.perf_counter() - started)
 
     def stop(self) -> None:
-        """Stop following the stream."""
+        """Stop following the stream and delivering."""
         self.follower.stop()
+        self._ticker.cancel()
+        asyncio.run_coroutine_threadsafe(self.publisher.close(), self.loop).result(DELIVERY_TIMEOUT_S)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
         if self.follower.stalled_for_s() > STALL_LIMIT_S:
@@ -63,4 +100,12 @@ class PublisherActor(ActorShell):
         return super().ping()
 
     def stats(self) -> dict[str, float]:
-        return {"published": self.published, "skipped_duplicates": self.skipped}
+        counters = self.publisher.counters
+        return {
+            "published": self.published,
+            "skipped_duplicates": self.skipped,
+            "sent": counters["sent"],
+            "retried": counters["retried"],
+            "dead_lettered": counters["dead"],
+            "recovered": counters["recovered"],
+        }

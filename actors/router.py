@@ -1,4 +1,9 @@
-"""OrderRouter actor: one per account; reconciles with the broker before it takes new work."""
+"""OrderRouter actor: one per account; reconciles with the broker before it takes new work.
+
+Entries are worked by the router's entry policy on every tick from the feed, every position
+carries a protective OCA bracket at the venue, and the emergency flatten / cancel-all of the
+root supervisor land here (see :mod:`quanticity.execution.router`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.execution.router import BrokerError, OrderRouter
 from quanticity.execution.store import ExecutionStore
-from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, encode
+from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, Side, encode
 from quanticity.session import RunSpec
 from quanticity.store.client import SignalQueue
 
@@ -67,6 +72,9 @@ class BrokerActorClient:
     def cancel(self, order_ref: str) -> BrokerOrder | None:
         return self._call("cancel", order_ref)  # type: ignore[return-value]
 
+    def replace(self, order_ref: str, new_price: float) -> BrokerOrder | None:
+        return self._call("replace", order_ref, new_price)  # type: ignore[return-value]
+
     def lookup(self, order_ref: str) -> BrokerOrder | None:
         return self._call("lookup", order_ref)  # type: ignore[return-value]
 
@@ -93,7 +101,9 @@ class OrderRouterActor(ActorShell):
         super().__init__(name, config, spec, redis_url)
         self.store = ExecutionStore(self.redis)
         self.broker = BrokerActorClient(self.peers)
-        self.router = OrderRouter(self.store, self.broker, config.trading.execution, time.time_ns)
+        self.router = OrderRouter(
+            self.store, self.broker, config.trading.execution, time.time_ns, clock=self.clock, brackets=True
+        )
         self.queue = SignalQueue(self.redis)
         self.reconcile_result: dict[str, int] = {}
         self._try_reconcile()
@@ -107,11 +117,20 @@ class OrderRouterActor(ActorShell):
         return self.router.ready
 
     def submit(self, intent: OrderIntent) -> OrderStatus:
-        """Record then send once (see :meth:`OrderRouter.submit`)."""
+        """Record then send once: entries are worked by the entry policy from the contract's
+        current quote (:meth:`OrderRouter.submit_entry`), exits go out as they are
+        (:meth:`OrderRouter.submit`)."""
         if not self.router.ready and not self._try_reconcile():
             raise BrokerError("router not reconciled with the broker")
         started = time.perf_counter()
-        status = self.router.submit(intent)
+        if intent.side is Side.BUY:
+            try:
+                quote = self.broker.quotes([intent.contract]).get(intent.contract.key)
+            except BrokerError:
+                quote = None  # worked from the gate's limit until the first quote (see submit_entry)
+            status = self.router.submit_entry(intent, quote)
+        else:
+            status = self.router.submit(intent)
         self.events += 1
         self.latency.add(time.perf_counter() - started)
         return status
@@ -128,21 +147,25 @@ class OrderRouterActor(ActorShell):
         return self.router.on_fills(fills)
 
     def on_tick(self, now_ns: int) -> int:
-        """Catch up on missed executions, revalue positions, enqueue due exits; returns exits enqueued."""
+        """Catch up on missed executions, work the entries, revalue positions, keep the brackets in
+        line, enqueue due exits; returns exits enqueued."""
+        if not self.router.ready and not self._try_reconcile():
+            return 0
         try:
             if self.broker.execution_count() != self.store.booked_count():
                 self.router.on_fills(self.broker.executions())  # a push was lost: replay, de-duplicated
         except BrokerError:
             return 0
-        positions = self.store.positions()
-        if not positions:
+        contracts = {p.contract.key: p.contract for p in self.store.positions().values()}
+        contracts.update({o.intent.contract.key: o.intent.contract for o in self.router.entries.working()})
+        if not contracts:
             return 0
         try:
-            quotes = self.broker.quotes([p.contract for p in positions.values()])
+            quotes = self.broker.quotes(list(contracts.values()))
         except BrokerError:
             return 0
         enqueued = 0
-        for signal in self.router.exit_signals(quotes, now_ns, time.time_ns()):
+        for signal in self.router.on_tick(quotes, now_ns, time.time_ns()):
             entry = self.queue.enqueue_once(
                 keys.signal_dedupe(signal.signal_id), keys.SIGNALS_STREAM, encode(signal).decode(), 24 * 3600
             )
@@ -159,8 +182,26 @@ class OrderRouterActor(ActorShell):
         return self.router.cancel(order_ref)
 
     def cancel_all(self) -> int:
-        """Emergency cancel of every working order."""
+        """Emergency cancel of every working order (and of every order still in doubt)."""
+        if not self.router.ready and not self._try_reconcile():
+            raise BrokerError("router not reconciled with the broker")
         return self.router.cancel_all()
+
+    def flatten(self, emergency_id: str, reason: str) -> dict[str, object]:
+        """Emergency: cancel every working order, then close every position at its bid."""
+        if not self.router.ready and not self._try_reconcile():
+            raise BrokerError("router not reconciled with the broker")
+        positions = self.store.positions()
+        quotes = self.broker.quotes([p.contract for p in positions.values()]) if positions else {}
+        report = self.router.flatten(quotes, self.clock.now_ns(), emergency_id, reason)
+        return {"cancelled": report.cancelled, "orders": report.orders, "unflattened": report.unflattened}
+
+    def working_entries(self) -> list[dict[str, object]]:
+        """The entries being worked (tests and the CLI inspect them)."""
+        return [
+            {"order_ref": o.order_ref, "state": o.state.value, "filled": o.filled, "children": len(o.children)}
+            for o in self.router.entries.working()
+        ]
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
         if not self.router.ready or self.store.pending_send():
@@ -176,6 +217,15 @@ class OrderRouterActor(ActorShell):
             "send_failures": s.send_failures,
             "fills": s.fills,
             "duplicate_fills": s.duplicate_fills,
+            "entries": s.entries,
+            "working_entries": len(self.router.entries.working()),
+            "chases": s.chases,
+            "spread_cancels": s.spread_cancels,
+            "brackets_placed": s.brackets_placed,
+            "bracket_replaces": s.bracket_replaces,
+            "bracket_errors": s.bracket_errors,
+            "exit_guard_rejects": s.exit_guard_rejects,
+            "lifecycle_errors": s.lifecycle_errors,
         }
         if s.tick_to_order_s:
             recent = sorted(s.tick_to_order_s[-2048:])

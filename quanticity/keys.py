@@ -144,6 +144,33 @@ def publisher_sent(channel: str) -> str:
     return f"system:publisher:{channel}:sent"
 
 
+def publisher_delivery(channel: str, delivery_id: str) -> str:
+    """Hash of one scheduled (message, tier) delivery on ``channel``: payload, state, attempts, platform ids."""
+    return f"system:publisher:{channel}:delivery:{delivery_id}"
+
+
+def publisher_due(channel: str) -> str:
+    """Sorted set of pending delivery ids of ``channel`` scored by the simulated time (ns) they fall due."""
+    return f"system:publisher:{channel}:due"
+
+
+def publisher_inflight(channel: str) -> str:
+    """Set of delivery ids of ``channel`` claimed for sending whose outcome is not yet recorded."""
+    return f"system:publisher:{channel}:inflight"
+
+
+def publisher_threads(channel: str) -> str:
+    """Hash: contract key → message key of the entry alert that follow-ups of the position reply to."""
+    return f"system:publisher:{channel}:threads"
+
+
+DISTRIBUTION_AUDIT = "system:distribution:audit"
+"""Stream: one record per outbound send attempt (channel, tier, platform ids, attempt, outcome)."""
+
+DISTRIBUTION_DEAD_LETTER = "system:distribution:deadletter"
+"""Stream of deliveries given up after the configured attempts, with the last error, for an operator."""
+
+
 # --- system --------------------------------------------------------------------------------
 TOPOLOGY = "system:topology"
 """Hash: actor name → JSON spec (kind, symbol, node), written by the root supervisor."""
@@ -183,3 +210,89 @@ SIM_BROKER_META = "sim:broker:meta"
 
 HEARTBEAT_PATTERN = "heartbeat:*"
 """Pattern matching every heartbeat key, for ``quanticity status``."""
+
+
+# --- execution lifecycle (entries, brackets, emergencies) ------------------------------------
+ENTRY_REFS = "orders:entry_refs"
+"""Set of every entry (parent) reference the router has accepted: a replayed intent is worked once."""
+
+ENTRY_ORDERS = "orders:entries"
+"""Hash: parent reference → JSON working entry (children, limits, chase state) while it can still fill."""
+
+BRACKETS = "positions:brackets"
+"""Hash: contract key → JSON protective bracket at the broker (OCA group, revision, leg references)."""
+
+BRACKET_LEGS = "positions:bracket_legs"
+"""Hash: bracket leg reference → JSON {contract, kind, label}, so a leg's fill is attributed to its rung."""
+
+EMERGENCY_EVENTS = "system:emergency:events"
+"""Stream of emergency actions (flatten, cancel-all): who asked, why, what was cancelled and sent."""
+
+
+# --- P&L book and risk monitor (appended) ------------------------------------------------------
+PNL_BOOK = "pnl:book"
+"""JSON snapshot of the risk gate's P&L book (fills, marks, days); what a restarted gate restores."""
+
+PNL_CURSOR = "pnl:cursor"
+"""Last ``trades:fills`` entry included in :data:`PNL_BOOK` (written in the same transaction)."""
+
+PNL_POSITIONS = "pnl:positions"
+"""Hash: contract key → JSON P&L of that position (realized, unrealized, commissions)."""
+
+PNL_STRATEGIES = "pnl:strategies"
+"""Hash: strategy → JSON realized / unrealized / commissions."""
+
+PNL_DAYS = "pnl:days"
+"""Hash: ET trading day (ISO) → JSON day P&L (realized, unrealized, mark-to-market, by strategy)."""
+
+PNL_EQUITY = "pnl:equity"
+"""Hash: ET day (ISO) → JSON equity high / low / last, the drawdown rule's high-water marks."""
+
+RISK_CORRELATION = "system:risk:correlation"
+"""JSON state of the rolling underlying-returns window the correlation rule reads."""
+
+
+# --- config-driven alternative-data sources (Unusual Whales, Alpha Vantage REST) ---------------
+RAW_SOURCE_PREFIXES: dict[str, str] = {"unusual_whales": "raw:uw:", "alpha_vantage": "raw:av:"}
+"""Source dialect → prefix every Redis key of that source's YAML must start with."""
+
+
+def raw_source(template: str, symbol: str | None = None) -> str:
+    """Key of one REST payload of a config-driven source: the YAML's ``redis_key`` with ``{ticker}`` filled.
+
+    The template comes from ``config/sources/*.yaml`` (validated there); this is where it becomes a
+    key, so a template outside the ``raw:uw:`` / ``raw:av:`` families, or a malformed ticker, can
+    never create a stray key family.
+    """
+    if not any(template.startswith(prefix) for prefix in RAW_SOURCE_PREFIXES.values()):
+        raise ValueError(f"redis_key: {template!r} must start with one of {sorted(RAW_SOURCE_PREFIXES.values())}")
+    if "{ticker}" in template:
+        if symbol is None:
+            raise ValueError(f"redis_key: {template!r} needs a ticker")
+        return template.replace("{ticker}", _symbol(symbol))
+    return template
+
+
+# --- overseer and admin control (SPEC §12, §13) ------------------------------------------------
+def overseer_budget(day: str) -> str:
+    """Hash: ``requests`` and ``tokens`` the overseer spent on the model on ``day`` (ET, YYYY-MM-DD)."""
+    return f"system:overseer:budget:{day}"
+
+
+ADMIN_AUDIT = "system:admin:audit"
+"""Stream of every admin command and button press, authorised or refused, with its outcome."""
+
+ADMIN_APPROVALS = "system:admin:approvals"
+"""Hash: approval id → JSON of a pending high-risk trade or report awaiting /approve or /reject."""
+
+ADMIN_DECISIONS = "system:admin:decisions"
+"""Stream of approval decisions (id, kind, approved, by whom); the requesters read it."""
+
+
+def admin_confirmation(token: str) -> str:
+    """A pending confirmation (e.g. of /flatten): JSON of who asked, what, and until when."""
+    return f"system:admin:confirm:{token}"
+
+
+ADMIN_ALERTS_CURSOR = "system:admin:alerts:cursor"
+"""Last ``system:alerts`` entry the Telegram admin transport has pushed to the admin chat."""

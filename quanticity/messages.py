@@ -10,7 +10,7 @@ the epoch, so latencies can be measured end to end and replays keep the original
 from __future__ import annotations
 
 import enum
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -248,6 +248,13 @@ class OrderIntent(Message, frozen=True, kw_only=True):
     quantity: int
     limit_price: float
     origin_ts_init: int
+    order_type: Literal["LMT", "STP"] = "LMT"
+    """LMT: a limit at ``limit_price``. STP: a stop — a market order once the bid (sells) or the
+    ask (buys) trades at or through ``stop_price``; protective bracket legs use it."""
+    stop_price: float = 0.0
+    oca_group: str = ""
+    """One-cancels-all group at the broker ("" = none); the venue applies IB ocaType 1: an execution
+    of one member cancels every other working member."""
 
 
 class CancelRequest(Message, frozen=True, kw_only=True):

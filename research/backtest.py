@@ -156,6 +156,7 @@ FILLS_SCHEMA = pa.schema(
         ("time_et", _TS_ET),
         ("realized", pa.float64()),
         ("position_after", pa.int64()),
+        ("origin", pa.string()),
     ]
 )
 TRADES_SCHEMA = pa.schema(
@@ -321,6 +322,7 @@ class _FillRecord:
     realized: float
     position_after: int
     owner: str  # strategy of the position the fill belongs to (P&L attribution, like PnLBook)
+    origin: str  # what sent the order: "signal", "entry child", "bracket stop", "bracket t1", …
 
 
 @dataclass
@@ -383,7 +385,9 @@ class _Backtest:
         self.gate.restore_rate_window(self.clock.now_ns())
         self.venue = _Venue(config, spec)
         self.store = ExecutionStore(client)
-        self.router = OrderRouter(self.store, self.venue.broker, config.trading.execution, self.clock.now_ns)
+        self.router = OrderRouter(
+            self.store, self.venue.broker, config.trading.execution, self.clock.now_ns, clock=self.clock, brackets=True
+        )
         self.router.reconcile()  # an empty venue: makes the router ready, as the actor does at start
         self.tick_every_ns = config.system.feed.router_tick_every_s * NS  # a float, compared as the feed does
         self._exposure_cache: tuple[int, Exposure] | None = None
@@ -508,7 +512,10 @@ class _Backtest:
         self.signals.append(record)
         if intent is not None:
             self.by_order_ref[intent.order_ref] = record
-            self.router.submit(intent)
+            if intent.side is Side.BUY:  # OrderRouterActor.submit: entries are worked from the quote
+                self.router.submit_entry(intent, self.venue.quote(intent.contract))
+            else:
+                self.router.submit(intent)
 
     def _exposure(self) -> Exposure:
         """RiskGateActor._exposure/_read_exposure, iterating positions in contract-key order."""
@@ -551,7 +558,7 @@ class _Backtest:
         else:
             self.positions[key] = position
         self.realized += realized
-        record = self.by_order_ref.get(fill.order_ref)
+        record, origin = self.origin(fill.order_ref)
         self.fills.append(
             _FillRecord(
                 seq=len(self.fills),
@@ -560,23 +567,44 @@ class _Backtest:
                 realized=realized,
                 position_after=position.quantity if position else 0,
                 owner=owner,
+                origin=origin,
             )
         )
 
+    def origin(self, order_ref: str) -> tuple[_SignalRecord | None, str]:
+        """The judged signal behind ``order_ref`` (if any) and what sent the order: the signal's
+        own order, a chunk child of an entry (``{ref}-c{n}``), or a protective bracket leg."""
+        record = self.by_order_ref.get(order_ref)
+        if record is not None:
+            return record, "signal"
+        parent, _, child = order_ref.rpartition("-c")
+        if parent and child.isdigit() and parent in self.by_order_ref:
+            return self.by_order_ref[parent], "entry child"
+        leg = self.store.bracket_leg(order_ref)
+        if leg is not None:
+            return None, f"bracket {leg.get('label') or leg.get('kind')}"
+        return None, "unknown"
+
     def _tick(self, now: int) -> None:
-        """OrderRouterActor.on_tick: catch up on executions, quote open positions, enqueue due exits."""
+        """OrderRouterActor.on_tick: catch up on executions, quote open positions and working
+        entries, work the entries, keep the brackets in line, enqueue due exits."""
         self.ticks += 1
         broker = self.venue.broker
         if broker.execution_count != self.store.booked_count():
             self.router.on_fills(broker.executions())
-        positions = self.store.positions()
-        if not positions:
+        contracts = {p.contract.key: p.contract for p in self.store.positions().values()}
+        contracts.update({o.intent.contract.key: o.intent.contract for o in self.router.entries.working()})
+        if not contracts:
             return
-        quotes = self.venue.quotes(positions[k].contract for k in sorted(positions))
-        exits = self.router.exit_signals(quotes, now, now)
-        for signal in sorted(exits, key=lambda s: s.contract.key):
-            if self._enqueue(signal):
+        quotes = self.venue.quotes(contracts[k] for k in sorted(contracts))
+        for signal in sorted(self.router.on_tick(quotes, now, now), key=lambda s: s.contract.key):
+            entry = self.queue.enqueue_once(  # the router actor's de-duplication of exits
+                keys.signal_dedupe(signal.signal_id), keys.SIGNALS_STREAM, encode(signal).decode(), SIGNAL_TTL_S
+            )
+            if entry is not None:
                 self.pending_exits.append(signal)
+            else:
+                self.duplicate_signals += 1
 
     def _marks(self) -> dict[str, float]:
         """Mid of every open position at the pricing twin's current state."""
@@ -655,6 +683,7 @@ def _fill_rows(bt: _Backtest) -> list[dict[str, Any]]:
                 "time_et": fill.ts_event,
                 "realized": record.realized,
                 "position_after": record.position_after,
+                "origin": record.origin,
             }
         )
     return rows
@@ -700,7 +729,7 @@ def _trades(bt: _Backtest) -> list[_Trade]:
     for record in bt.fills:
         fill = record.fill
         key = fill.contract.key
-        signal = bt.by_order_ref.get(fill.order_ref)
+        signal, _ = bt.origin(fill.order_ref)
         trade = open_trades.get(key)
         if trade is None:
             counts[key] += 1
@@ -723,7 +752,7 @@ def _trades(bt: _Backtest) -> list[_Trade]:
         else:
             trade.sold += fill.quantity
             trade.sell_notional += fill.quantity * fill.price
-            reason = signal.signal.reason if signal else "unknown"
+            reason = signal.signal.reason if signal and signal.signal.is_exit else record.origin
             if reason not in trade.exit_reasons:
                 trade.exit_reasons.append(reason)
         if record.position_after == 0:

@@ -1,4 +1,5 @@
-"""The ``quanticity`` command: ``run`` a session, ``status`` of a running system.
+"""The ``quanticity`` command: ``run`` a session, ``status`` of a running system, and the emergency
+controls ``flatten --yes`` and ``cancel-all`` of a running system.
 
 ``quanticity run`` starts everything on embedded defaults — a private Redis, a local Ray with
 its dashboard on 127.0.0.1, the Prometheus endpoint, the root supervisor and its actors — trades
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="seed of the synthetic market")
     run.add_argument("--symbols", default=None, help="comma-separated subset of the universe")
     sub.add_parser("status", help="topology, per-actor health and trading state of a running system")
+    flatten = sub.add_parser("flatten", help="EMERGENCY: halt trading, cancel every order, close every position")
+    flatten.add_argument("--yes", action="store_true", help="confirm: this sells every open position at the bid")
+    flatten.add_argument("--reason", default="operator flatten (CLI)", help="why (audited)")
+    cancel = sub.add_parser("cancel-all", help="EMERGENCY: halt trading and cancel every working order")
+    cancel.add_argument("--reason", default="operator cancel-all (CLI)", help="why (audited)")
     return parser
 
 
@@ -294,6 +300,36 @@ def command_status(config: QuanticityConfig, console: Console) -> int:
     return 0
 
 
+# --- emergency -----------------------------------------------------------------------------
+def command_emergency(config: QuanticityConfig, args: argparse.Namespace, console: Console) -> int:
+    """``quanticity flatten --yes`` / ``quanticity cancel-all``: ask the running root supervisor.
+
+    The supervisor sets HALTED through the risk gate first, then has the router cancel (and, for
+    flatten, close) everything; the outcome is printed and audited in ``system:emergency:events``.
+    """
+    action = "flatten" if args.command == "flatten" else "cancel_all"
+    if action == "flatten" and not args.yes:
+        console.print("refusing to flatten without --yes (it sells every open position at the bid)")
+        return 2
+    state = json.loads(STATE_FILE.read_text()) if STATE_FILE.exists() else {}
+    namespace = state.get("namespace", config.system.system.namespace)
+    try:
+        ray.init(address="auto", namespace=namespace, log_to_driver=False, configure_logging=False)
+        supervisor = ray.get_actor(SUPERVISOR, namespace=namespace)
+    except Exception as exc:
+        console.print(f"no running system reachable through Ray ({type(exc).__name__}: {exc})")
+        if ray.is_initialized():
+            ray.shutdown()
+        return 1
+    try:
+        call = supervisor.flatten if action == "flatten" else supervisor.cancel_all
+        result = ray.get(call.remote(args.reason), timeout=180)
+    finally:
+        ray.shutdown()
+    console.print_json(json.dumps(result, default=str))
+    return 0 if result.get("ok") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``quanticity`` console script."""
     args = _parser().parse_args(argv)
@@ -315,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return command_run(config, args, console)
+    if args.command in ("flatten", "cancel-all"):
+        return command_emergency(config, args, console)
     return command_status(config, console)
 
 

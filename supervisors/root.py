@@ -9,6 +9,9 @@
 - Per-symbol actors are spread over the alive nodes (``supervisors.placement``); when a node is
   lost its actors die with it and are recreated on the remaining nodes.
 - ``add_symbol`` / ``remove_symbol`` change the universe at run time.
+- ``flatten`` / ``cancel_all`` are the emergency controls (``quanticity flatten --yes``,
+  ``quanticity cancel-all``): trading goes HALTED through the risk gate first, so no new entry can
+  be approved while the router cancels and closes; every step is audited.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ ACTOR_CLASSES = {
     "analytics": SymbolAnalyticsActor,
     "feed": SimFeedActor,
 }
+EMERGENCY_TIMEOUT_S = 60.0
+"""How long an emergency step may take before it is reported as failed."""
 #: creation order: downstream first, so nothing sends to an actor that does not exist yet
 CREATION_ORDER = ["broker", "router", "risk", "publisher", "strategy", "analytics", "feed"]
 
@@ -351,6 +356,62 @@ class RootSupervisor:
             ray.kill(child.handle, no_restart=True)
             self._event("remove", child)
         return True
+
+    # --- emergency ----------------------------------------------------------------------
+    def flatten(self, reason: str) -> dict[str, Any]:
+        """Emergency flatten: HALTED, then cancel every working order and close every position."""
+        return self._emergency("flatten", reason)
+
+    def cancel_all(self, reason: str) -> dict[str, Any]:
+        """Emergency cancel-all: HALTED, then cancel every working order (positions stay open)."""
+        return self._emergency("cancel_all", reason)
+
+    def _emergency(self, action: str, reason: str) -> dict[str, Any]:
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"reason: {reason!r} must name why ({action})")
+        emergency_id = f"{action}:{time.time_ns()}"
+        timeout = EMERGENCY_TIMEOUT_S
+        result: dict[str, Any] = {"emergency_id": emergency_id, "action": action, "reason": reason}
+        self._audit_emergency(emergency_id, "requested", reason)
+        try:  # first, so nothing new is approved while the book is being closed
+            risk = ray.get_actor(RISK, namespace=self.namespace)
+            result["trading_state"] = ray.get(
+                risk.set_state.remote("HALTED", f"emergency {action}: {reason}"), timeout=timeout
+            )
+        except Exception as exc:  # proceed: an emergency does not wait for a gate that does not answer
+            result["trading_state"] = f"not confirmed ({type(exc).__name__}: {exc})"
+            self.log.error("emergency: HALTED not confirmed", extra={"error": str(exc)})
+        self._audit_emergency(emergency_id, "halted", str(result["trading_state"]))
+        try:
+            router = ray.get_actor(ROUTER, namespace=self.namespace)
+            if action == "flatten":
+                result.update(ray.get(router.flatten.remote(emergency_id, reason), timeout=timeout))
+            else:
+                result["cancelled"] = ray.get(router.cancel_all.remote(), timeout=timeout)
+            result["ok"] = True
+        except Exception as exc:
+            result["ok"] = False
+            result["error"] = f"{type(exc).__name__}: {exc}"
+            self.log.error("emergency action failed", extra={"action": action, "error": str(exc)})
+        self._audit_emergency(emergency_id, "done" if result["ok"] else "failed", json.dumps(result, default=str))
+        self.redis.xadd(
+            keys.ALERTS,
+            {
+                "level": "EMERGENCY",
+                "text": f"{action} ({reason}): {json.dumps(result, default=str)}",
+                "ts": time.time_ns(),
+            },
+            maxlen=10_000,
+        )
+        return result
+
+    def _audit_emergency(self, emergency_id: str, step: str, detail: str) -> None:
+        self.redis.xadd(
+            keys.EMERGENCY_EVENTS,
+            {"emergency_id": emergency_id, "step": step, "detail": detail, "ts": time.time_ns()},
+            maxlen=10_000,
+            approximate=True,
+        )
 
     def shutdown(self) -> bool:
         """Stop monitoring and kill every child (end of session)."""

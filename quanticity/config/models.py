@@ -283,6 +283,22 @@ class RiskSection(Strict):
         default_factory=lambda: {"0dte": (1.0, 2.0), "1dte": (2.0, 3.0), "14d": (3.0, 5.0)}
     )
     """Allowed risk per trade by DTE class, % of equity (SPEC §8); a strategy's risk_pct is clipped into it."""
+    max_correlation: Annotated[float, Field(gt=0, le=1)] = 0.7
+    """Deny an entry whose underlying's return correlation with one held in the same direction exceeds this."""
+    correlation_bar_s: PositiveFloat = 60.0
+    """Bar length (simulated seconds) of the underlying closes the correlation is computed from."""
+    correlation_window: Annotated[int, Field(ge=2)] = 30
+    """Number of bar-to-bar returns in the rolling correlation window."""
+    correlation_min_returns: Annotated[int, Field(ge=2)] = 20
+    """Fewer common returns than this = thin history: the pair is not judged (the entry is allowed, counted)."""
+    max_drawdown_pct: Percent = 10.0
+    """Equity peak-to-trough limit over ``drawdown_window_days`` (seed 002: HWM tracking, 10 % max)."""
+    drawdown_window_days: PositiveInt = 30
+    """Calendar days (ET) the equity high-water mark is taken over."""
+    drawdown_state: Literal["REDUCING", "HALTED"] = "REDUCING"
+    """State a drawdown breach moves to: REDUCING lets the exit plans close positions (seed 001: forced exits)."""
+    pnl_mark_persist_s: PositiveFloat = 60.0
+    """Simulated seconds between persists of mark-only P&L changes (every fill is persisted at once)."""
 
     @model_validator(mode="after")
     def _warn_before_halt(self) -> RiskSection:
@@ -293,6 +309,15 @@ class RiskSection(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _min_returns_fit_window(self) -> RiskSection:
+        if self.correlation_min_returns > self.correlation_window:
+            raise ValueError(
+                f"correlation_min_returns ({self.correlation_min_returns}) must not exceed "
+                f"correlation_window ({self.correlation_window})"
+            )
+        return self
+
 
 class ExecutionSection(Strict):
     """Order routing against the simulated broker (the full lifecycle is SPEC §9)."""
@@ -300,6 +325,17 @@ class ExecutionSection(Strict):
     commission_per_contract: Annotated[float, Field(ge=0)] = 0.65
     min_commission: Annotated[float, Field(ge=0)] = 1.0
     limit_offset_of_spread: Annotated[float, Field(ge=0, le=1)] = 0.25
+    chase_after_s: Annotated[float, Field(ge=0)] = 30.0
+    """An entry unfilled after this long (simulated seconds) is re-priced toward the ask (SPEC §9)."""
+    chase_fraction: Annotated[float, Field(ge=0, le=1)] = 0.25
+    """A chased entry's limit: mid + this fraction of the full spread."""
+    max_entry_spread_pct: Annotated[float, Field(gt=0, le=100)] = 10.0
+    """A working entry is cancelled when the option spread widens past this % of mid."""
+    max_chunk: PositiveInt = 100
+    """Entries above this many contracts are split into child orders of at most this size."""
+    zero_dte_flat_at: time = time(15, 50)
+    """0DTE positions are closed from this ET time; on an early-close day the same lead before the
+    close applies (15:50 → 10 minutes before a 13:00 close: 12:50). 1DTE positions are held overnight."""
 
 
 class TradingFile(Strict):
@@ -313,11 +349,91 @@ class TradingFile(Strict):
 
 
 # --- distribution.yaml ---------------------------------------------------------------------
-class ChannelSpec(Strict):
-    """One outbound channel; ``local`` writes a log file a person can tail."""
+DistributionTier = Literal["premium", "basic", "free"]
+EnvName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]
 
-    kind: Literal["local"] = "local"
-    tiers: list[Literal["premium", "basic", "free"]] = Field(default_factory=lambda: ["premium"])
+
+class TierTarget(Strict):
+    """Where one tier of a channel lands on its platform (secrets are named, never stored here).
+
+    Telegram: ``chat_id`` (numeric id or ``@channelusername``) and optionally a forum topic
+    (``message_thread_id``). Discord: ``webhook_url_env`` names the environment variable holding
+    the tier's webhook URL; ``channel_id`` is the text channel the webhook posts into (the bot
+    uses it to start follow-up threads and to check whether a send of unknown outcome landed).
+    """
+
+    chat_id: int | Annotated[str, Field(pattern=r"^@[A-Za-z][A-Za-z0-9_]{3,}$")] | None = None
+    message_thread_id: PositiveInt | None = None
+    webhook_url_env: EnvName | None = None
+    channel_id: PositiveInt | None = None
+
+
+class TierDelays(Strict):
+    """Seconds after the fill's event time at which each tier may see a message (SPEC §10)."""
+
+    premium: Annotated[float, Field(ge=0)] = 0.0
+    basic: Annotated[float, Field(ge=0)] = 60.0
+    free: Annotated[float, Field(ge=0)] = 300.0
+
+    def of(self, tier: str) -> float:
+        """Delay of ``tier`` in seconds."""
+        return float(getattr(self, tier))
+
+
+class RateLimitSpec(Strict):
+    """Token bucket of one platform: ``per_second`` sustained, ``burst`` at once."""
+
+    per_second: PositiveFloat
+    burst: PositiveInt
+
+
+class RetrySpec(Strict):
+    """Retries of a failed send: exponential backoff ``base_s · 2^(attempt-1)`` capped at ``cap_s``
+    (never sooner than a 429's ``retry_after``); dead-letter once ``max_attempts`` sends failed."""
+
+    max_attempts: PositiveInt = 5
+    base_s: PositiveFloat = 2.0
+    cap_s: PositiveFloat = 300.0
+    send_timeout_s: PositiveFloat = 15.0
+
+
+class ChannelSpec(Strict):
+    """One outbound channel; ``local`` writes a log file a person can tail.
+
+    ``discord`` and ``telegram`` channels name per-tier targets and the environment variable of
+    the bot token (``token_env``); ``api_base`` points the client library at another server (the
+    loopback twins: ``http://127.0.0.1:PORT/bot`` for Telegram, ``http://127.0.0.1:PORT/api/v10``
+    for Discord). ``unknown_outcome`` decides what happens to a send whose result is unknown when
+    the platform offers no way to check (Telegram): ``resend`` (at-least-once) or ``dead_letter``.
+    """
+
+    kind: Literal["local", "discord", "telegram"] = "local"
+    tiers: list[DistributionTier] = Field(default_factory=lambda: ["premium"])
+    targets: dict[DistributionTier, TierTarget] = Field(default_factory=dict)
+    token_env: EnvName | None = None
+    api_base: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    follow_ups: bool = True
+    unknown_outcome: Literal["resend", "dead_letter"] = "resend"
+    delays_s: TierDelays | None = None  # None = the file's delays_s
+
+    @model_validator(mode="after")
+    def _targets_complete(self) -> ChannelSpec:
+        if self.kind == "local":
+            return self
+        missing = sorted(set(self.tiers) - set(self.targets))
+        if missing:
+            raise ValueError(f"{self.kind} channel: tiers {missing} have no entry under targets")
+        for tier in self.tiers:
+            target = self.targets[tier]
+            if self.kind == "telegram" and target.chat_id is None:
+                raise ValueError(f"telegram channel: targets.{tier}.chat_id is required")
+            if self.kind == "discord" and target.webhook_url_env is None and target.channel_id is None:
+                raise ValueError(f"discord channel: targets.{tier} needs webhook_url_env or channel_id")
+            if self.kind == "discord" and target.webhook_url_env is None and self.token_env is None:
+                raise ValueError(f"discord channel: targets.{tier} posts through the bot, so token_env is required")
+        if self.kind == "telegram" and self.token_env is None:
+            raise ValueError("telegram channel: token_env (the variable holding the bot token) is required")
+        return self
 
 
 class DistributionFile(Strict):
@@ -327,6 +443,18 @@ class DistributionFile(Strict):
     channels: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], ChannelSpec] = Field(
         default_factory=lambda: {"local": ChannelSpec()}
     )
+    delays_s: TierDelays = TierDelays()
+    rate_limits: dict[Literal["local", "discord", "telegram"], RateLimitSpec] = Field(
+        default_factory=lambda: {
+            "local": RateLimitSpec(per_second=1000.0, burst=1000),
+            "discord": RateLimitSpec(per_second=5.0, burst=10),
+            "telegram": RateLimitSpec(per_second=30.0, burst=50),
+        }
+    )
+    """Per-platform token buckets; the seeds' numbers (Discord 5/s burst 10, Telegram 30/s burst 50)."""
+    retry: RetrySpec = RetrySpec()
+    tick_s: PositiveFloat = 0.25
+    """How often (wall seconds) the publisher actor looks for due messages."""
 
 
 class QuanticityConfig(Strict):

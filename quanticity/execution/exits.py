@@ -22,6 +22,13 @@ Rules (defaults, :data:`SHORT_RULES` / :data:`LONG_RULES`):
 * "a locked gain never reverses into a loss": once the high-water mark has reached the first
   rung's level, the stop is never below entry (break-even stop, ``entry + breakeven_offset``).
 
+With ``broker_bracket=True`` (the live router) the rungs and stops are *not* decided from marks:
+the OCA bracket resting at the broker executes them (a STP on the bid, LMT targets), and the plan
+learns of them through :meth:`ExitPlan.on_fill` (``rung=`` for a target). Marks still move the
+high-water mark, the trail and the break-even lock — i.e. the bracket — and still decide the exits
+no resting order can express (time stop, pre-earnings); :meth:`ExitPlan.close` adds the forced
+ones (0DTE flat before the close, emergency flatten). Exactly one mechanism sells each contract.
+
 Other choices where the spec is silent:
 
 * rung quantities come from cumulative targets rounded *down*: after rung k, at most
@@ -66,6 +73,8 @@ class ExitReason(enum.StrEnum):
     BREAK_EVEN = "break-even stop"
     TIME_STOP = "time stop"
     PRE_EARNINGS = "pre-earnings"
+    SESSION_CLOSE = "0DTE flat before close"
+    EMERGENCY = "emergency flatten"
 
 
 _STOP_REASONS = frozenset({ExitReason.TRAILING_STOP, ExitReason.HARD_STOP, ExitReason.BREAK_EVEN})
@@ -235,6 +244,7 @@ class _PlanState(msgspec.Struct, kw_only=True):
     closing_trigger: float = 0.0
     revision: int = 1
     exec_ids: list[str] = msgspec.field(default_factory=list)
+    broker_bracket: bool = False  # rungs and stops execute at the broker (bracket), not from marks
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -254,6 +264,7 @@ class ExitPlan:
         exit_session: date | str | None = None,
         tick: float = 0.01,
         breakeven_offset: float = 0.0,
+        broker_bracket: bool = False,
     ) -> None:
         if not (math.isfinite(entry_price) and entry_price > 0):
             raise ValueError(f"entry_price: {entry_price} must be a positive price")
@@ -278,6 +289,7 @@ class ExitPlan:
             breakeven_offset=breakeven_offset,
             earnings_date=earnings,
             exit_session=session,
+            broker_bracket=broker_bracket,
         )
         self._body = self._bracket_body()
 
@@ -336,6 +348,11 @@ class ExitPlan:
     def rungs_done(self) -> list[str]:
         """Labels of the rungs that have fired."""
         return [self._s.rules.rungs[i].label for i in self._s.rungs_done]
+
+    @property
+    def broker_bracket(self) -> bool:
+        """True when the bracket at the broker executes rungs and stops (marks never sell them)."""
+        return self._s.broker_bracket
 
     @property
     def closing_reason(self) -> str | None:
@@ -429,6 +446,24 @@ class ExitPlan:
         self._refresh()
         return True
 
+    def close(self, reason: str, mark: float, now_ns: int) -> list[ExitAction]:
+        """Close the whole position now for a reason the plan cannot see in marks (0DTE flat before
+        the close, an emergency flatten): final like a stop — the bracket empties, contracts
+        released later are sold on the next mark with this reason. An exit already under way keeps
+        its reason; this only sells what is still available. Returns the sell (none if nothing is
+        available).
+        """
+        s = self._s
+        if s.closing_reason is None:
+            s.closing_reason, s.closing_trigger = reason, mark
+        qty = self.available
+        actions = []
+        if qty > 0:
+            s.pending += qty
+            actions.append(ExitAction(qty, s.closing_reason, s.closing_trigger, mark, now_ns, False))
+        self._refresh()
+        return actions
+
     def release(self, quantity: int) -> None:
         """An exit order ended without filling ``quantity`` contracts: they are available again."""
         s = self._s
@@ -484,7 +519,7 @@ class ExitPlan:
         s = self._s
         rules = s.rules
         if s.closing_reason is None:
-            stop = self._stop()
+            stop = None if s.broker_bracket else self._stop()  # a broker stop fires on its own
             stop_price = ceil_to_tick(stop[0], s.tick) if stop is not None else None
             if stop is not None and stop_price is not None and mark <= stop_price + _EPS:
                 s.closing_reason, s.closing_trigger = stop[1], stop_price
@@ -504,6 +539,8 @@ class ExitPlan:
             s.pending += qty
             trigger = s.closing_trigger
             return [ExitAction(qty, s.closing_reason, trigger, mark, now_ns, s.closing_reason in _STOP_REASONS)]
+        if s.broker_bracket:
+            return []  # rungs are resting targets at the broker: their fills arrive through on_fill(rung=…)
         actions = []
         for index, rung in enumerate(rules.rungs):
             if index in s.rungs_done:

@@ -437,6 +437,51 @@ class EntryManager:
             for c in children
         ]
 
+    def submit_unquoted(self, intent: OrderIntent, now_ns: int) -> list[Action]:
+        """Start working ``intent`` when no current quote of the contract is known.
+
+        The children rest at the intent's own limit (floored to the tick): the risk gate priced it
+        from the signal's reference quote moments ago, after checking that quote's spread, at
+        ``mid + limit_offset × half-spread`` — never more than the chase rule would allow. From the
+        first usable quote on the normal rules apply (spread cancel at once, chase after
+        ``chase_after_s`` since placement). A reference already known returns no action.
+        """
+        if intent.side is not Side.BUY:
+            raise ValueError(f"intent.side: {intent.side} — the entry manager only works BUY entries")
+        if intent.quantity < 1:
+            raise ValueError(f"intent.quantity: {intent.quantity} must be ≥ 1 ({intent.order_ref})")
+        if not (math.isfinite(intent.limit_price) and intent.limit_price > 0):
+            raise ValueError(f"intent.limit_price: {intent.limit_price} must be a positive price ({intent.order_ref})")
+        if intent.order_ref in self._orders or intent.order_ref in self._parent_of:
+            return []
+        sizes = chunk_quantities(intent.quantity, self.policy.max_chunk)
+        refs = child_refs(intent.order_ref, len(sizes))
+        limit = max(self.policy.tick, floor_to_tick(intent.limit_price, self.policy.tick))
+        children = [ChildOrder(order_ref=r, quantity=q, limit=limit) for r, q in zip(refs, sizes, strict=True)]
+        self._orders[intent.order_ref] = WorkingOrder(intent=intent, children=children, placed_ns=now_ns)
+        for ref in refs:
+            self._parent_of[ref] = intent.order_ref
+        return [
+            Place(
+                msgspec.structs.replace(
+                    intent, order_ref=c.order_ref, quantity=c.quantity, limit_price=c.limit, ts_event=now_ns
+                )
+            )
+            for c in children
+        ]
+
+    def discard(self, parent_ref: str) -> None:
+        """Forget an order that was never recorded (the router found its reference already taken)."""
+        order = self._orders.pop(parent_ref, None)
+        for child in order.children if order else []:
+            self._parent_of.pop(child.order_ref, None)
+
+    def adopt(self, order: WorkingOrder) -> None:
+        """Take over a working order restored from the router's store (one order at a time)."""
+        self._orders[order.order_ref] = order
+        for child in order.children:
+            self._parent_of[child.order_ref] = order.order_ref
+
     def on_quote(self, contract_key: str, bid: float, ask: float, now_ns: int) -> list[Action]:
         """Apply the quote of ``contract_key`` to every live order on that contract.
 

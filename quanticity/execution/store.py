@@ -14,7 +14,7 @@ import redis
 
 from quanticity import keys
 from quanticity.execution.positions import Position, apply_fill
-from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, decode, encode
+from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, TradingState, decode, encode
 
 # Record an intent only if its reference is new: the idempotency check and the write are one
 # atomic step, so two deliveries of the same intent can never both be "new".
@@ -29,12 +29,55 @@ return 0
 """
 
 
+# Record a working entry and its child orders in one step: the parent reference is accepted once
+# (a replay of an intent already worked — even one long finished — records nothing), and the
+# children's intents are durable PENDING_SEND before any of them is sent.
+# KEYS: entry refs, entries, orders index, pending, order(parent), order(child)...
+# ARGV: parent ref, entry JSON, PENDING_SEND, ts, then (child ref, child intent) pairs.
+_RECORD_ENTRY = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[5]) == 1 then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+for i = 6, #KEYS do
+  local ref = ARGV[5 + (i - 6) * 2]
+  if redis.call('HSETNX', KEYS[i], 'intent', ARGV[6 + (i - 6) * 2]) == 1 then
+    redis.call('HSET', KEYS[i], 'status', ARGV[3], 'filled', 0, 'updated_at', ARGV[4])
+    redis.call('SADD', KEYS[3], ref)
+    redis.call('SADD', KEYS[4], ref)
+  end
+end
+return 1
+"""
+
+# Record a protective bracket (its record and every leg's intent and role) in one step, before
+# any leg is sent. KEYS: brackets, bracket legs, orders index, pending, order(leg)...
+# ARGV: contract key, bracket JSON, PENDING_SEND, ts, then (leg ref, leg intent, leg role JSON).
+_RECORD_BRACKET = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for i = 5, #KEYS do
+  local base = 5 + (i - 5) * 3
+  local ref = ARGV[base]
+  if redis.call('HSETNX', KEYS[i], 'intent', ARGV[base + 1]) == 1 then
+    redis.call('HSET', KEYS[i], 'status', ARGV[3], 'filled', 0, 'updated_at', ARGV[4])
+    redis.call('SADD', KEYS[3], ref)
+    redis.call('SADD', KEYS[4], ref)
+  end
+  redis.call('HSET', KEYS[2], ref, ARGV[base + 2])
+end
+return 1
+"""
+
+
 class ExecutionStore:
     """Orders (intent + status), booked fills, open positions and realized P&L."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._record = client.register_script(_RECORD_INTENT)
+        self._record_entry = client.register_script(_RECORD_ENTRY)
+        self._record_bracket = client.register_script(_RECORD_BRACKET)
 
     # --- orders ---------------------------------------------------------------------------
     def record_intent(self, intent: OrderIntent) -> bool:
@@ -65,6 +108,18 @@ class ExecutionStore:
         # note: the broker's status is authoritative; the booked quantity stays in "filled"
         pipe.srem(keys.ORDERS_PENDING, order.order_ref)
         pipe.execute()
+
+    def mark_cancelled(self, order_ref: str, ts_ns: int) -> None:
+        """An order in doubt that the broker positively does not have was cancelled by us: it is
+        closed here so reconcile never sends it later."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(keys.order(order_ref), mapping={"status": OrderStatus.CANCELLED.value, "updated_at": ts_ns})
+        pipe.srem(keys.ORDERS_PENDING, order_ref)
+        pipe.execute()
+
+    def booked_filled(self, order_ref: str) -> int:
+        """Contracts of ``order_ref`` booked from executions so far."""
+        return int(self._client.hget(keys.order(order_ref), "filled") or 0)
 
     def pending_send(self) -> list[str]:
         """References whose intent is durable but whose broker acknowledgement is unconfirmed."""
@@ -150,6 +205,85 @@ class ExecutionStore:
             self._client.hdel(keys.EXIT_ORDERS, order_ref)
         else:
             self._client.hset(keys.EXIT_ORDERS, order_ref, json.dumps(record))
+
+    # --- working entries ---------------------------------------------------------------------
+    def record_entry(self, parent_ref: str, state: dict, children: list[OrderIntent]) -> bool:
+        """Persist a new working entry and its children's intents (PENDING_SEND) atomically.
+
+        False (nothing written) when ``parent_ref`` was accepted before.
+        """
+        args: list[str | int] = [parent_ref, json.dumps(state), OrderStatus.PENDING_SEND.value, 0]
+        order_keys = []
+        for child in children:
+            args += [child.order_ref, encode(child).decode()]
+            order_keys.append(keys.order(child.order_ref))
+            args[3] = child.ts_init
+        created = self._record_entry(
+            keys=[keys.ENTRY_REFS, keys.ENTRY_ORDERS, keys.ORDERS_INDEX, keys.ORDERS_PENDING, keys.order(parent_ref)]
+            + order_keys,
+            args=args,
+        )
+        return bool(created)
+
+    def entry_known(self, parent_ref: str) -> bool:
+        """True when ``parent_ref`` was accepted before (as an entry or as a plain order)."""
+        return bool(self._client.sismember(keys.ENTRY_REFS, parent_ref)) or bool(
+            self._client.exists(keys.order(parent_ref))
+        )
+
+    def entries(self) -> dict[str, dict]:
+        """Working entries (parent reference → state) that could still fill at the last save."""
+        return {k: json.loads(v) for k, v in self._client.hgetall(keys.ENTRY_ORDERS).items()}
+
+    def save_entry(self, parent_ref: str, state: dict | None) -> None:
+        """Persist (or, with None, drop once finished) the state of a working entry."""
+        if state is None:
+            self._client.hdel(keys.ENTRY_ORDERS, parent_ref)
+        else:
+            self._client.hset(keys.ENTRY_ORDERS, parent_ref, json.dumps(state))
+
+    # --- protective brackets ----------------------------------------------------------------
+    def bracket(self, key: str) -> dict | None:
+        """The bracket record of contract ``key`` (None before the first one)."""
+        raw = self._client.hget(keys.BRACKETS, key)
+        return json.loads(raw) if raw else None
+
+    def brackets(self) -> dict[str, dict]:
+        """Every bracket record by contract key."""
+        return {k: json.loads(v) for k, v in self._client.hgetall(keys.BRACKETS).items()}
+
+    def record_bracket(self, key: str, record: dict, legs: list[tuple[OrderIntent, dict]]) -> None:
+        """Persist a new bracket and its legs' intents (PENDING_SEND) and roles in one step."""
+        ts = legs[0][0].ts_init if legs else 0
+        args: list[str | int] = [key, json.dumps(record), OrderStatus.PENDING_SEND.value, ts]
+        for intent, role in legs:
+            args += [intent.order_ref, encode(intent).decode(), json.dumps(role)]
+        self._record_bracket(
+            keys=[keys.BRACKETS, keys.BRACKET_LEGS, keys.ORDERS_INDEX, keys.ORDERS_PENDING]
+            + [keys.order(i.order_ref) for i, _ in legs],
+            args=args,
+        )
+
+    def save_bracket(self, key: str, record: dict | None) -> None:
+        """Replace (or, with None, drop) the bracket record of ``key``."""
+        if record is None:
+            self._client.hdel(keys.BRACKETS, key)
+        else:
+            self._client.hset(keys.BRACKETS, key, json.dumps(record))
+
+    def bracket_leg(self, order_ref: str) -> dict | None:
+        """Role of a bracket leg: {contract, kind: stop|target, label}; None for other orders."""
+        raw = self._client.hget(keys.BRACKET_LEGS, order_ref)
+        return json.loads(raw) if raw else None
+
+    def trading_state(self) -> TradingState:
+        """The risk gate's persisted trading state (read only: the gate owns it)."""
+        raw = self._client.hget(keys.TRADING_STATE, "state")
+        return TradingState(raw) if raw else TradingState.ACTIVE
+
+    def emergency_event(self, fields: dict[str, str | int | float]) -> None:
+        """Append an emergency action to the audit stream."""
+        self._client.xadd(keys.EMERGENCY_EVENTS, fields, maxlen=10_000, approximate=True)
 
     def realized_pnl(self) -> dict[str, float]:
         """Realized P&L: ``total`` and per strategy, net of commissions."""

@@ -5,6 +5,24 @@ deterministic idempotency reference derived from the signal id, so a signal judg
 replay after a restart) produces the same order reference and the router sends it once. Every
 denial carries a reason code. The trading state (ACTIVE / REDUCING / HALTED) is written through
 the store before it takes effect, so it survives restarts.
+
+SPEC §8 rules, in the order an entry meets them (exits only need a market and a position, and
+pass in every state but HALTED; cancels pass in every state):
+
+* HALTED allows only cancels → ``STATE_HALTED`` (cancels: ``CANCEL_ALLOWED``)
+* no usable bid/ask → ``NO_MARKET``; exit larger than the position → ``NO_POSITION``
+* REDUCING allows only exits → ``STATE_REDUCING_EXITS_ONLY``
+* stale-data gate (inputs older than ``max_input_age_s``) → ``STALE_INPUT``
+* daily loss ≥ 6 % of equity → HALTED, ``DAILY_LOSS_HALT`` (warning at 4 %)
+* drawdown from the window's equity peak > 10 % → REDUCING (configurable), ``DRAWDOWN_LIMIT``
+* no 0DTE entries from 15:30 ET (30 min before an early close; MOC exempt) → ``ZERO_DTE_CUTOFF``
+* option spread > 10 % of mid → ``SPREAD_TOO_WIDE``
+* ≥ 3 open positions in the same direction → ``MAX_OPEN_DIRECTION``
+* return correlation > 0.7 with an underlying held in the same direction → ``CORRELATION_LIMIT``
+* max order rate per sliding minute → ``ORDER_RATE``
+* one contract above the max notional per order → ``MAX_NOTIONAL`` (it also caps the size)
+* risk per trade by DTE band (0DTE 1–2 %, 1DTE 2–3 %, 14-day+ 3–5 %) buys no contract → ``SIZE_ZERO``
+* buying power → ``BUYING_POWER``
 """
 
 from __future__ import annotations
@@ -19,7 +37,7 @@ from typing import Protocol
 
 from quanticity.calendar import ET, NyseCalendar
 from quanticity.config.models import RiskSection
-from quanticity.messages import Direction, OrderIntent, RiskDecision, Side, Signal, TradingState
+from quanticity.messages import CancelRequest, Direction, OrderIntent, RiskDecision, Side, Signal, TradingState
 
 NS = 1_000_000_000
 
@@ -41,6 +59,19 @@ class Reason:
     BUYING_POWER = "BUYING_POWER"
     NO_POSITION = "NO_POSITION"
     CANCEL_ALLOWED = "CANCEL_ALLOWED"
+    MAX_NOTIONAL = "MAX_NOTIONAL"
+    CORRELATION_LIMIT = "CORRELATION_LIMIT"
+    DRAWDOWN_LIMIT = "DRAWDOWN_LIMIT"
+
+
+_STATE_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+"""Breakers only ever tighten the state: a drawdown breach never turns a HALTED gate into REDUCING."""
+
+
+class CorrelationProvider(Protocol):
+    """Return correlation of two underlyings, or None while their common history is too thin."""
+
+    def correlation(self, a: str, b: str) -> float | None: ...
 
 
 class RiskStore(Protocol):
@@ -84,6 +115,10 @@ class Exposure:
     realized_pnl: float = 0.0
     unrealized_pnl: float = 0.0
     premium_at_risk: float = 0.0  # cost of open positions, for the buying-power check
+    held_underlyings: Mapping[Direction, frozenset[str]] = field(default_factory=dict)  # for the correlation rule
+    day_pnl: float | None = None  # today's (ET) mark-to-market P&L; None: realized + unrealized stands in
+    equity: float | None = None  # account equity + all realized + unrealized; None: no drawdown check
+    equity_peak: float | None = None  # highest equity over the drawdown window
 
 
 def order_ref_for(signal_id: str) -> str:
@@ -95,12 +130,19 @@ class RiskGate:
     """Judges signals; owns the trading state."""
 
     def __init__(
-        self, config: RiskSection, store: RiskStore, calendar: NyseCalendar | None = None, limit_offset: float = 0.25
+        self,
+        config: RiskSection,
+        store: RiskStore,
+        calendar: NyseCalendar | None = None,
+        limit_offset: float = 0.25,
+        correlation: CorrelationProvider | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.calendar = calendar or NyseCalendar()
         self.limit_offset = limit_offset
+        self.correlation = correlation  # None (backtests): the correlation rule is not applied
+        self.correlation_unknown = 0  # pairs let through on thin history
         self.state, self.state_reason = store.load_state()
         self._order_times: deque[int] = deque()
         self.loss_warning_sent = False
@@ -139,9 +181,28 @@ class RiskGate:
             self.denied += 1
         return decision, intent
 
+    def evaluate_cancel(self, request: CancelRequest, now_ns: int) -> RiskDecision:
+        """Cancels pass in every state, HALTED included (SPEC §8): they only ever remove risk.
+
+        The decision still goes to the audit trail, so a halt's clean-up is on record.
+        """
+        return RiskDecision(
+            ts_event=now_ns,
+            ts_init=now_ns,
+            signal_id=f"cancel:{request.order_ref}",
+            approved=True,
+            reason_code=Reason.CANCEL_ALLOWED,
+            detail=f"cancel in state {self.state.value}: {request.reason}",
+            order_ref=request.order_ref,
+        )
+
     def daily_loss_check(self, exposure: Exposure, now_ns: int) -> str | None:
-        """Apply the daily-loss breaker: HALTED at the halt level; returns "WARN"/"HALT" when crossed."""
-        pnl = exposure.realized_pnl + exposure.unrealized_pnl
+        """Apply the daily-loss breaker: HALTED at the halt level; returns "WARN"/"HALT" when crossed.
+
+        The loss is today's mark-to-market P&L (``exposure.day_pnl``, from the P&L book); without a
+        book (a one-session backtest) realized + unrealized is the same number.
+        """
+        pnl = exposure.day_pnl if exposure.day_pnl is not None else exposure.realized_pnl + exposure.unrealized_pnl
         loss_pct = -pnl / self.config.account_equity * 100
         if loss_pct >= self.config.daily_loss_halt_pct and self.state is not TradingState.HALTED:
             self.set_state(
@@ -152,6 +213,33 @@ class RiskGate:
             self.loss_warning_sent = True
             return "WARN"
         return None
+
+    def drawdown_check(self, exposure: Exposure, now_ns: int) -> str | None:
+        """Apply the drawdown limit: past ``max_drawdown_pct`` from the window's equity peak the state
+        moves to ``drawdown_state`` (REDUCING by default: exits only). Returns "DRAWDOWN" when it did.
+
+        Exactly at the limit passes (a *maximum* drawdown of 10 % allows 10 %); the state only ever
+        tightens, so a HALTED gate stays HALTED.
+        """
+        pct = self.drawdown_pct(exposure)
+        if pct is None or pct <= self.config.max_drawdown_pct + 1e-9:
+            return None
+        target = TradingState(self.config.drawdown_state)
+        if _STATE_RANK[target] <= _STATE_RANK[self.state]:
+            return None
+        peak = max(exposure.equity_peak or 0.0, exposure.equity or 0.0)
+        detail = f"equity {exposure.equity:,.2f} from peak {peak:,.2f}"
+        self.set_state(target, f"drawdown {pct:.2f}% > {self.config.max_drawdown_pct}% ({detail})", now_ns)
+        return "DRAWDOWN"
+
+    @staticmethod
+    def drawdown_pct(exposure: Exposure) -> float | None:
+        """Equity below the window's peak, % of the peak; None without equity figures."""
+        equity = exposure.equity
+        if equity is None or not math.isfinite(equity):
+            return None
+        peak = max(exposure.equity_peak if exposure.equity_peak is not None else equity, equity)
+        return (peak - equity) / peak * 100 if peak > 0 else None
 
     def _judge(self, signal: Signal, exposure: Exposure, now_ns: int) -> tuple[str, str, OrderIntent | None]:
         cfg = self.config
@@ -176,6 +264,8 @@ class RiskGate:
             return Reason.STALE_INPUT, f"inputs {age_s:.1f} s old > {cfg.max_input_age_s} s", None
         if self.daily_loss_check(exposure, now_ns) == "HALT" or self.state is TradingState.HALTED:
             return Reason.DAILY_LOSS_HALT, self.state_reason, None
+        if self.drawdown_check(exposure, now_ns) == "DRAWDOWN":
+            return Reason.DRAWDOWN_LIMIT, self.state_reason, None
         now_et = datetime.fromtimestamp(now_ns / NS, tz=UTC).astimezone(ET)
         if signal.contract.expiry == now_et.date().isoformat() and signal.strategy not in cfg.zero_dte_cutoff_exempt:
             cutoff = self._zero_dte_cutoff(now_et.date())
@@ -191,20 +281,51 @@ class RiskGate:
                 f"{open_same} open {signal.direction} ≥ {cfg.max_open_per_direction}",
                 None,
             )
+        correlated = self._correlated_holding(signal, exposure)
+        if correlated is not None:
+            return Reason.CORRELATION_LIMIT, correlated, None
         while self._order_times and self._order_times[0] < now_ns - 60 * NS:
             self._order_times.popleft()
         if len(self._order_times) >= cfg.max_orders_per_minute:
             return Reason.ORDER_RATE, f"{len(self._order_times)} orders in 60 s ≥ {cfg.max_orders_per_minute}", None
         limit = round(mid + self.limit_offset * (ask - mid), 2)
+        if limit * 100 > cfg.max_notional_per_order:
+            return (
+                Reason.MAX_NOTIONAL,
+                f"one contract costs {limit * 100:.2f} > max notional per order {cfg.max_notional_per_order:.2f}",
+                None,
+            )
         risk_pct = self.risk_pct(signal, now_et.date())
         qty = self.size(limit, risk_pct)
         if qty <= 0:
             budget = cfg.account_equity * risk_pct / 100
-            return Reason.SIZE_ZERO, f"one contract costs {limit * 100:.2f} > budget {budget:.2f} or notional cap", None
+            return Reason.SIZE_ZERO, f"one contract costs {limit * 100:.2f} > risk budget {budget:.2f}", None
         buying_power = cfg.account_equity + exposure.realized_pnl - exposure.premium_at_risk
         if qty * limit * 100 > buying_power:
             return Reason.BUYING_POWER, f"cost {qty * limit * 100:.2f} > buying power {buying_power:.2f}", None
         return Reason.APPROVED, f"{qty} @ {limit:.2f}", self._intent(signal, Side.BUY, qty, limit, now_ns)
+
+    def _correlated_holding(self, signal: Signal, exposure: Exposure) -> str | None:
+        """Why ``signal`` is too correlated with a same-direction holding (None: it is not).
+
+        Only other underlyings held in the *same* direction count: an opposite-direction holding
+        is a hedge (seed 002), and more contracts of the same underlying are bounded by the
+        open-positions-per-direction rule. A pair without enough common history is allowed and
+        counted in ``correlation_unknown``.
+        """
+        if self.correlation is None:
+            return None
+        underlying = signal.contract.underlying
+        limit = self.config.max_correlation
+        for held in sorted(exposure.held_underlyings.get(signal.direction, frozenset())):
+            if held == underlying:
+                continue
+            rho = self.correlation.correlation(underlying, held)
+            if rho is None:
+                self.correlation_unknown += 1
+            elif rho > limit + 1e-12:
+                return f"{underlying} return correlation {rho:.3f} with held {signal.direction} {held} > {limit}"
+        return None
 
     def _zero_dte_cutoff(self, day: date) -> datetime:
         """15:30 ET, or 30 minutes before an early close; computed once per day (calendar lookups are slow)."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 import redis
 
 from quanticity import keys
@@ -37,3 +41,18 @@ class RedisRiskStore:
         self._client.xadd(
             keys.RISK_DECISIONS, {"decision": encode(decision).decode()}, maxlen=100_000, approximate=True
         )
+
+    def load_correlation(self) -> dict[str, Any]:
+        """The persisted returns window of the correlation rule ({} when absent or unreadable)."""
+        raw = self._client.get(keys.RISK_CORRELATION)
+        if not raw:
+            return {}
+        try:
+            state = json.loads(raw)
+        except ValueError:
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def save_correlation(self, state: Mapping[str, Any]) -> None:
+        """Persist the returns window (restored after a restart, so the rule is not blind for a window)."""
+        self._client.set(keys.RISK_CORRELATION, json.dumps(state))

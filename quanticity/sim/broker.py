@@ -8,9 +8,24 @@ Fill model, applied on every market step against the simulator's option quote:
   into the spread it reaches)`` per step, drawn from a seeded generator (deterministic);
 - commissions: ``max(min_commission, commission_per_contract × contracts)`` per execution.
 
+Order types and groups (what the router's protective brackets need, with IB's semantics):
+- ``STP`` (stop): a SELL stop triggers once the *bid* is at or below ``stop_price`` (a BUY stop on
+  the ask at or above it) and then behaves as a market order: it fills at the touch, up to
+  ``max_fill_per_step`` per step, until done. Once triggered it stays triggered.
+- OCA groups (``oca_group``): IB ``ocaType`` 1, "cancel all remaining": the first execution of any
+  member — full or partial — cancels every other working member in the same matching step, before
+  any other order is matched, so two members can never both execute. An order placed into a group
+  that has already executed is REJECTED (IB refuses it the same way). Types 2/3 (proportional
+  reduction) are not simulated: the router rebuilds its brackets instead.
+- ``replace(order_ref, new_price)`` modifies the limit (LMT) or the trigger (STP) of a working
+  order in place: the reference, the quantity, the fills so far and the group are kept. A finished
+  order (filled, cancelled, rejected) cannot be modified: it is returned unchanged and counted in
+  ``refused_replaces``.
+
 Orders are keyed by the client's idempotency reference: placing a known reference again returns
-the existing order and sends nothing twice. ``state()``/``from_state()`` let the venue persist
-itself, so killing the broker actor loses no order.
+the existing order and sends nothing twice. ``state()``/``restore()`` (and the incremental
+``order_record``/``load``) persist every field above, so killing the broker actor loses no order,
+no trigger and no group.
 """
 
 from __future__ import annotations
@@ -35,6 +50,8 @@ class _WorkingOrder(msgspec.Struct, kw_only=True):
     status: OrderStatus
     filled: int = 0
     notional: float = 0.0
+    triggered: bool = False  # a STP whose trigger was touched: it now executes as a market order
+    replaces: int = 0
 
     def view(self) -> BrokerOrder:
         return BrokerOrder(
@@ -65,6 +82,9 @@ class SimBroker:
         self._orders: dict[str, _WorkingOrder] = {}
         self._executions: list[Fill] = []
         self.duplicate_places = 0  # a client sent a reference it had already sent (must stay 0)
+        self.refused_replaces = 0  # modifications of finished orders (refused, nothing changed)
+        self.oca_cancels = 0  # members cancelled by an execution in their OCA group
+        self._changed: set[str] = set()  # orders changed by matching since the last drain_changed()
 
     # --- client requests ------------------------------------------------------------------
     def place(self, intent: OrderIntent) -> BrokerOrder:
@@ -73,10 +93,32 @@ class SimBroker:
         if existing is not None:
             self.duplicate_places += 1
             return existing.view()
-        valid = intent.quantity > 0 and math.isfinite(intent.limit_price) and intent.limit_price > 0
+        valid = intent.quantity > 0 and _valid_price(_price_of(intent))
+        if valid and intent.oca_group and self._group_executed(intent.oca_group):
+            valid = False  # IB: the OCA group has already executed; a late member is refused
         status = OrderStatus.SUBMITTED if valid else OrderStatus.REJECTED
         self._orders[intent.order_ref] = _WorkingOrder(intent=intent, status=status)
         return self._orders[intent.order_ref].view()
+
+    def replace(self, order_ref: str, new_price: float) -> BrokerOrder | None:
+        """Modify the limit (LMT) or stop trigger (STP) of a working order; unknown → None.
+
+        The reference, quantity, fills and OCA group are kept (IB: re-place the same order id). A
+        finished order is returned unchanged — the modification is refused. A non-positive or
+        non-finite price is a client error and raises ``ValueError`` naming the value.
+        """
+        if not _valid_price(new_price):
+            raise ValueError(f"new_price: {new_price!r} for {order_ref} must be a positive finite price")
+        order = self._orders.get(order_ref)
+        if order is None:
+            return None
+        if order.status in _TERMINAL:
+            self.refused_replaces += 1
+            return order.view()
+        field = "stop_price" if order.intent.order_type == "STP" else "limit_price"
+        order.intent = msgspec.structs.replace(order.intent, **{field: float(new_price)})
+        order.replaces += 1
+        return order.view()
 
     def cancel(self, order_ref: str) -> BrokerOrder | None:
         """Cancel a working order; a finished order is returned unchanged; unknown → None."""
@@ -111,7 +153,12 @@ class SimBroker:
 
     # --- matching -------------------------------------------------------------------------
     def on_market(self, quotes: QuoteSource, now_ns: int, ts_init: int) -> list[Fill]:
-        """Match every working order against the current quotes; returns the new executions."""
+        """Match every working order against the current quotes; returns the new executions.
+
+        Orders are matched in placement order (deterministic with the seeded generator); an
+        execution cancels the rest of its OCA group at once, so a later member of the same group
+        is not matched in this step or any other.
+        """
         fills = []
         for order in self._orders.values():
             if order.status in _TERMINAL:
@@ -119,28 +166,61 @@ class SimBroker:
             market = quotes(order.intent.contract)
             if market is None:
                 continue
+            was_triggered = order.triggered
             fill = self._match(order, market, now_ns, ts_init)
+            if order.triggered != was_triggered:
+                self._changed.add(order.intent.order_ref)
             if fill is not None:
                 fills.append(fill)
+                self._changed.add(order.intent.order_ref)
+                if order.intent.oca_group:
+                    self._cancel_group(order.intent.oca_group, keep=order.intent.order_ref)
         self._executions.extend(fills)
         return fills
+
+    def _group_executed(self, group: str) -> bool:
+        return any(o.intent.oca_group == group and o.filled > 0 for o in self._orders.values())
+
+    def _cancel_group(self, group: str, keep: str) -> None:
+        """IB ocaType 1: every other working member of ``group`` is cancelled."""
+        for order in self._orders.values():
+            if order.intent.oca_group == group and order.intent.order_ref != keep and order.status not in _TERMINAL:
+                order.status = OrderStatus.CANCELLED
+                self.oca_cancels += 1
+                self._changed.add(order.intent.order_ref)
+
+    def drain_changed(self) -> list[str]:
+        """References of orders that matching changed (fills, triggers, OCA cancels) since the last
+        call, sorted: what the venue must persist after a matching round."""
+        changed, self._changed = sorted(self._changed), set()
+        return changed
 
     def _match(self, order: _WorkingOrder, market: tuple[float, float], now_ns: int, ts_init: int) -> Fill | None:
         bid, ask = market
         if not (math.isfinite(bid) and math.isfinite(ask)) or ask <= 0 or bid > ask:
             return None
         intent = order.intent
-        limit = intent.limit_price
-        if intent.side is Side.BUY:
-            marketable, price = limit >= ask, ask
-            reach = (limit - bid) / (ask - bid) if ask > bid else 0.0
-        else:
-            marketable, price = limit <= bid, bid
-            reach = (ask - limit) / (ask - bid) if ask > bid else 0.0
-        if not marketable:
-            if reach <= 0 or self._rng.random() >= self.passive_fill_rate * min(reach, 1.0):
+        if intent.order_type == "STP":
+            if not order.triggered:
+                stop = intent.stop_price
+                order.triggered = bid <= stop if intent.side is Side.SELL else ask >= stop
+            if not order.triggered:
                 return None
-            price = limit
+            price = bid if intent.side is Side.SELL else ask
+            if price <= 0:
+                return None  # triggered, but no bid to sell into: it waits, as a market order would
+        else:
+            limit = intent.limit_price
+            if intent.side is Side.BUY:
+                marketable, price = limit >= ask, ask
+                reach = (limit - bid) / (ask - bid) if ask > bid else 0.0
+            else:
+                marketable, price = limit <= bid, bid
+                reach = (ask - limit) / (ask - bid) if ask > bid else 0.0
+            if not marketable:
+                if reach <= 0 or self._rng.random() >= self.passive_fill_rate * min(reach, 1.0):
+                    return None
+                price = limit
         remaining = intent.quantity - order.filled
         qty = min(remaining, self.max_fill_per_step)
         order.filled += qty
@@ -185,6 +265,8 @@ class SimBroker:
             "executions": [msgspec.to_builtins(f) for f in self._executions],
             "rng": self._rng.bit_generator.state,
             "duplicate_places": self.duplicate_places,
+            "refused_replaces": self.refused_replaces,
+            "oca_cancels": self.oca_cancels,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -196,3 +278,14 @@ class SimBroker:
         self._executions = [msgspec.convert(raw, Fill) for raw in state["executions"]]
         self._rng.bit_generator.state = state["rng"]
         self.duplicate_places = int(state.get("duplicate_places", 0))
+        self.refused_replaces = int(state.get("refused_replaces", 0))
+        self.oca_cancels = int(state.get("oca_cancels", 0))
+
+
+def _price_of(intent: OrderIntent) -> float:
+    """The price that defines the order: the stop trigger of a STP, else the limit."""
+    return intent.stop_price if intent.order_type == "STP" else intent.limit_price
+
+
+def _valid_price(price: float) -> bool:
+    return isinstance(price, int | float) and math.isfinite(price) and price > 0

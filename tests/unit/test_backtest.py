@@ -151,8 +151,16 @@ def test_signals_carry_their_decisions(runs: dict[str, BacktestResult]) -> None:
             denied[s["decision"]] = denied.get(s["decision"], 0) + 1
     assert denied == result.summary["denials"]
     refs = {s["order_ref"] for s in approved}
-    assert {f["order_ref"] for f in _read(result, "fills")} <= refs
-    assert result.summary["orders"] == len(refs)
+    fills = _read(result, "fills")
+    for fill in fills:  # every fill traces back to a judged signal or a protective bracket leg
+        if fill["origin"] in ("signal", "entry child"):
+            assert fill["order_ref"].split("-c")[0] in refs and fill["signal_id"]
+        else:
+            assert fill["origin"].startswith("bracket ") and fill["side"] == "SELL" and not fill["signal_id"]
+    assert {f["order_ref"] for f in fills if f["origin"] == "signal"} <= refs
+    brackets = sum(1 for f in fills if f["origin"].startswith("bracket "))
+    assert result.summary["orders"] >= len(refs)
+    assert result.summary["fills"] == len(fills) and brackets <= len(fills)
     exits = [s for s in signals if s["side"] == "SELL"]
     assert all(s["signal_quantity"] > 0 for s in exits)
     assert all(s["decision"] != SESSION_END or s["judged_ns"] is None for s in signals)

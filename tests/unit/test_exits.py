@@ -17,6 +17,7 @@ from quanticity.execution.exits import (
     BracketTarget,
     ExitAction,
     ExitPlan,
+    ExitReason,
     ExitRules,
     Rung,
     bracket,
@@ -371,3 +372,34 @@ def test_locked_gain_never_reverses_into_a_loss(
         assert sold_total <= quantity and plan.remaining >= 0 and plan.pending <= plan.remaining
     if plan.locked:
         assert realized >= 0  # every contract sold after the lock went at or above entry
+
+
+def test_broker_bracket_mode_leaves_rungs_and_stops_to_the_broker() -> None:
+    """With the bracket at the broker, marks move the bracket but never sell a rung or a stop themselves."""
+    plan = ExitPlan(2.00, 8, "short", 0, broker_bracket=True)
+    assert plan.on_mark(3.00, 1) == [] and plan.on_mark(4.00, 2) == [] and plan.on_mark(0.90, 3) == []
+    assert plan.pending == 0 and plan.closing_reason is None
+    bracket = plan.bracket()
+    assert bracket.quantity == 8 and bracket.stop_price == 3.0  # trail: high 4.00 × 0.75
+    assert plan.on_fill(2, "e1", rung="rung +50%") and plan.bracket().quantity == 6
+    restored = ExitPlan.restore(json.loads(json.dumps(plan.state())))
+    assert restored.broker_bracket and restored.on_mark(5.0, 4) == []
+
+
+def test_broker_bracket_mode_still_decides_the_time_stop() -> None:
+    plan = ExitPlan(2.00, 4, "long", 0, broker_bracket=True)
+    (action,) = plan.on_mark(1.40, 1, trading_days_held=5)
+    assert action.reason == ExitReason.TIME_STOP and not action.in_bracket and action.quantity == 4
+    assert plan.bracket().quantity == 0  # closing: the bracket comes down
+
+
+def test_close_sells_everything_available_once_and_empties_the_bracket() -> None:
+    plan = ExitPlan(2.00, 5, "short", 0, broker_bracket=True)
+    revision = plan.revision
+    (action,) = plan.close(ExitReason.SESSION_CLOSE, 2.10, 7)
+    assert (action.quantity, action.reason, action.in_bracket) == (5, ExitReason.SESSION_CLOSE, False)
+    assert plan.close(ExitReason.SESSION_CLOSE, 2.10, 8) == []  # nothing left to commit
+    assert plan.bracket().quantity == 0 and plan.revision == revision + 1
+    plan.release(2)  # the exit order filled only 3: the rest goes on the next mark, same reason
+    (again,) = plan.on_mark(2.20, 9)
+    assert again.quantity == 2 and again.reason == ExitReason.SESSION_CLOSE

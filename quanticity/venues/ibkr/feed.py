@@ -1,0 +1,361 @@
+"""The IBKR market data feed: L1, tick-by-tick trades, rotating depth and option chains.
+
+It subscribes through an :class:`~quanticity.venues.ibkr.connection.IbkrConnection` (whose sync
+hook re-subscribes everything after a reconnect or a 1101), turns ``ib_async`` ticker updates
+into the platform's messages after validation (:mod:`.validation`), hands each accepted message
+to ``sink`` and counts every rejection by reason in :attr:`IbkrFeed.rejected` — bad data never
+raises out of the feed.
+
+- L1: ``reqMktData`` with generic ticks ``106,104,233`` on every underlying → :class:`Quote`;
+  trades from RT volume (tick 48) unless the symbol streams tick-by-tick.
+- Tick-by-tick ``AllLast`` (or ``Last``) on the configured symbols → :class:`Trade`; prints
+  reported by FINRA/ADF/TRF are marked ``dark``.
+- Depth: :class:`~.depth.DepthRotation` over the depth symbols at explicit exchanges, 10 levels,
+  at most 3 lines; error 309 shrinks the rotation instead of failing → :class:`BookSnapshot`.
+- Options: ``reqSecDefOptParams`` for expirations/strikes, the nearest ``option_expiries``
+  expirations and ``option_strikes_each_side`` strikes around the spot, qualified with one
+  ``reqContractDetails`` per expiry, then ``reqMktData`` → :class:`OptionQuote` with the model
+  greeks.
+
+Depth arrives as row updates and ``ib_async`` reports a ticker after every socket read, so a
+read that ends half-way through one update shows a book that is momentarily unordered or
+crossed: it is rejected like any inconsistent book (never passed on) and the next complete
+update supersedes it.
+
+Timestamps: ``ts_event`` and ``ts_init`` are the injected clock's time at arrival (ib_async
+stamps ticks with its arrival time too; TWS does not send an event time for L1 ticks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+from collections.abc import Callable
+
+from ib_async import Contract, Ticker
+from ib_async.objects import TickByTickAllLast
+
+from quanticity.clock import NS_PER_SECOND, Clock
+from quanticity.messages import Message, OptionContract
+from quanticity.venues.ibkr.config import IbkrConfig
+from quanticity.venues.ibkr.connection import IbkrConnection, SyncError
+from quanticity.venues.ibkr.contracts import from_ib_option, underlying_contract
+from quanticity.venues.ibkr.depth import DepthRotation
+from quanticity.venues.ibkr.validation import (
+    RejectCounter,
+    Rejected,
+    make_book,
+    make_option_quote,
+    make_quote,
+    make_trade,
+)
+
+__all__ = ["IbkrFeed"]
+
+log = logging.getLogger("quanticity.venues.ibkr.feed")
+
+MAX_DEPTH_REQUESTS = 309
+NO_SECURITY_DEFINITION = 200
+BID_ASK_TICKS = frozenset({0, 1, 2, 3, 66, 67, 69, 70})
+LAST_TICKS = frozenset({4, 68})
+RT_VOLUME_TICK = 48
+DARK_VENUES = frozenset({"FINRA", "ADF", "TRF"})
+
+
+class IbkrFeed:
+    """Market data of ``symbols`` through one IBKR connection (module docstring: what and how)."""
+
+    def __init__(
+        self,
+        connection: IbkrConnection,
+        symbols: list[str],
+        sink: Callable[[Message], None],
+        clock: Clock | None = None,
+        option_symbols: list[str] | None = None,
+    ) -> None:
+        self.conn = connection
+        self.config: IbkrConfig = connection.config
+        self.ib = connection.ib
+        self.symbols = list(dict.fromkeys(symbols))
+        self.option_symbols = list(option_symbols) if option_symbols is not None else []
+        self.sink = sink
+        self.clock = clock or connection.clock
+        self.rejected = RejectCounter()
+        self.accepted: collections.Counter[str] = collections.Counter()
+        self.errors: collections.Counter[int] = collections.Counter()
+        depth_symbols = [s for s in self.config.depth_symbols if s in self.symbols]
+        self.depth = DepthRotation(
+            depth_symbols, self.config.depth_lines, self.config.depth_dwell_s, self.config.depth_retry_after_s
+        )
+        self._underlyings: dict[str, Contract] = {}
+        self._options: dict[int, tuple[Contract, OptionContract]] = {}
+        self._by_con_id: dict[int, str] = {}
+        self._last_quote: dict[int, tuple[float, float, float, float]] = {}
+        self._depth_contracts: dict[str, Contract] = {}
+        self._depth_requests: dict[str, int] = {}
+        connection.expects_market_data = True
+        connection.add_sync_hook("feed", self._on_sync)
+        self.ib.pendingTickersEvent += self._on_tickers
+        self.ib.errorEvent += self._on_error
+
+    # --- subscriptions --------------------------------------------------------------------
+    async def _on_sync(self, reason: str) -> None:
+        """Sync hook: (re-)subscribe everything; a 1102 (data kept) needs nothing."""
+        if reason == "1102":
+            return
+        await self.subscribe_all()
+
+    async def subscribe_all(self) -> None:
+        """Qualify (once) and subscribe every stream; raises SyncError if TWS does not answer."""
+        await self._qualify_underlyings()
+        for symbol, contract in self._underlyings.items():
+            self._request_l1(contract, self.config.generic_ticks)
+            if symbol in self.config.tick_by_tick_symbols and contract.secType != "IND":
+                if self._subscribed(contract, self.config.tick_by_tick_type):
+                    self.ib.cancelTickByTickData(contract, self.config.tick_by_tick_type)
+                self.ib.reqTickByTickData(contract, self.config.tick_by_tick_type, 0, False)
+        self.depth.reset()
+        self._depth_requests.clear()
+        self.rotate_depth()
+        for symbol in self.option_symbols:
+            await self.load_options(symbol)
+        for contract, _ in self._options.values():
+            self._request_l1(contract, "")
+
+    def _subscribed(self, contract: Contract, kind: str) -> bool:
+        """Whether ib_async holds a live ``kind`` request for ``contract`` (after 1101 TWS has dropped it)."""
+        ticker = self.ib.ticker(contract)
+        return ticker is not None and ticker in self.ib.wrapper.ticker2ReqId.get(kind, {})
+
+    def _request_l1(self, contract: Contract, generic: str) -> None:
+        if self._subscribed(contract, "mktData"):
+            self.ib.cancelMktData(contract)
+        self.ib.reqMktData(contract, generic, False, False)
+
+    async def _qualify_underlyings(self) -> None:
+        missing = [s for s in self.symbols if s not in self._underlyings]
+        if not missing:
+            return
+        timeout = self.config.request_timeout_s
+        contracts = [underlying_contract(s) for s in missing]
+        try:
+            details = await asyncio.wait_for(
+                asyncio.gather(*(self.ib.reqContractDetailsAsync(c) for c in contracts)), timeout
+            )
+        except TimeoutError:
+            raise SyncError(f"contract details for {missing} unanswered within {timeout} s") from None
+        for symbol, found in zip(missing, details, strict=True):
+            if len(found) != 1 or found[0].contract is None:
+                log.error("feed: %s has %d contract definitions; not subscribed", symbol, len(found))
+                self.rejected["unknown_contract"] += 1
+                continue
+            contract = found[0].contract
+            if contract.secType == "STK":
+                contract.exchange = "SMART"
+            self._underlyings[symbol] = contract
+            self._by_con_id[contract.conId] = symbol
+
+    async def load_options(self, symbol: str) -> int:
+        """Qualify the streamed part of ``symbol``'s chain (nearest expiries, strikes around spot)."""
+        under = self._underlyings.get(symbol)
+        if under is None:
+            return 0
+        timeout = self.config.request_timeout_s
+        try:
+            chains = await asyncio.wait_for(
+                self.ib.reqSecDefOptParamsAsync(symbol, "", under.secType, under.conId), timeout
+            )
+            spot = await self._spot(under)
+        except TimeoutError:
+            raise SyncError(f"option parameters of {symbol} unanswered within {timeout} s") from None
+        chain = next((c for c in chains if c.exchange == "SMART"), chains[0] if chains else None)
+        if chain is None or spot is None:
+            log.warning("feed: no option chain or spot for %s", symbol)
+            return 0
+        strikes = sorted(chain.strikes, key=lambda k: abs(k - spot))[: 2 * self.config.option_strikes_each_side + 1]
+        wanted = set(strikes)
+        added = 0
+        for expiry in sorted(chain.expirations)[: self.config.option_expiries]:
+            query = Contract(
+                secType="OPT",
+                symbol=symbol,
+                lastTradeDateOrContractMonth=expiry,
+                exchange="SMART",
+                currency="USD",
+                tradingClass=chain.tradingClass,
+            )
+            try:
+                details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(query), timeout)
+            except TimeoutError:
+                raise SyncError(f"option contracts of {symbol} {expiry} unanswered within {timeout} s") from None
+            for detail in details:
+                contract = detail.contract
+                if contract is None or contract.strike not in wanted:
+                    continue
+                try:
+                    platform = from_ib_option(contract)
+                except ValueError as exc:
+                    self._reject(Rejected("malformed_contract", str(exc)))
+                    continue
+                contract.exchange = "SMART"
+                if contract.conId not in self._options:
+                    added += 1
+                self._options[contract.conId] = (contract, platform)
+        return added
+
+    async def _spot(self, contract: Contract) -> float | None:
+        ticker = self.ib.ticker(contract)
+        if ticker is not None:
+            price = ticker.marketPrice()
+            if price == price and price > 0:
+                return float(price)
+        (snap,) = await self.ib.reqTickersAsync(contract)
+        price = snap.marketPrice()
+        return float(price) if price == price and price > 0 else None
+
+    def rotate_depth(self) -> None:
+        """Apply the depth rotation due now (call on a timer; tests call it after moving the clock)."""
+        if not self.ib.isConnected():
+            return
+        plan = self.depth.plan(self.clock.now_ns() / NS_PER_SECOND)
+        for symbol in plan.cancel:
+            contract = self._depth_contracts.pop(symbol, None)
+            self._depth_requests.pop(symbol, None)
+            if contract is not None:
+                self.ib.cancelMktDepth(contract)
+        for symbol in plan.subscribe:
+            under = self._underlyings.get(symbol)
+            if under is None:
+                continue
+            contract = Contract(
+                conId=under.conId,
+                symbol=under.symbol,
+                secType=under.secType,
+                exchange=self.config.depth_exchange(symbol),
+                currency=under.currency,
+            )
+            self._depth_contracts[symbol] = contract
+            ticker = self.ib.reqMktDepth(contract, self.config.depth_levels, False)
+            self._depth_requests[symbol] = self.ib.wrapper.ticker2ReqId["mktDepth"].get(ticker, 0)
+
+    # --- errors ---------------------------------------------------------------------------
+    def _on_error(self, req_id: int, code: int, message: str, contract: Contract | None) -> None:
+        if code == MAX_DEPTH_REQUESTS:
+            self.errors[code] += 1
+            symbol = next((s for s, r in self._depth_requests.items() if r == req_id), None)
+            if symbol is not None:
+                log.warning("feed: depth line refused for %s (309); rotating with fewer lines", symbol)
+                self._depth_requests.pop(symbol, None)
+                dropped = self._depth_contracts.pop(symbol, None)
+                if dropped is not None:
+                    self.ib.wrapper.endTicker(self.ib.ticker(dropped), "mktDepth")
+                self.depth.capacity_error(symbol, self.clock.now_ns() / NS_PER_SECOND)
+        elif code == NO_SECURITY_DEFINITION:
+            self.errors[code] += 1
+
+    # --- data -----------------------------------------------------------------------------
+    def _reject(self, exc: Rejected) -> None:
+        self.rejected[exc.reason] += 1
+        log.debug("feed: rejected %s", exc)
+
+    def _emit(self, message: Message, kind: str) -> None:
+        self.accepted[kind] += 1
+        self.conn.note_data()
+        self.sink(message)
+
+    def _on_tickers(self, tickers: set[Ticker]) -> None:
+        now = self.clock.now_ns()
+        for ticker in tickers:
+            contract = ticker.contract
+            if contract is None:
+                continue
+            try:
+                if contract.conId in self._options:
+                    self._on_option(ticker, now)
+                elif contract.conId in self._by_con_id:
+                    self._on_underlying(self._by_con_id[contract.conId], ticker, now)
+            except Rejected as exc:
+                self._reject(exc)
+            except (ValueError, TypeError) as exc:  # anything malformed the validators did not name
+                self._reject(Rejected("malformed", repr(exc)))
+
+    def _on_underlying(self, symbol: str, ticker: Ticker, now: int) -> None:
+        max_size = self.config.max_trade_size
+        if any(t.tickType in BID_ASK_TICKS for t in ticker.ticks):
+            key = (ticker.bid, ticker.ask, ticker.bidSize, ticker.askSize)
+            if key != self._last_quote.get(ticker.contract.conId):
+                self._last_quote[ticker.contract.conId] = key
+                self._guard(
+                    lambda: self._emit(
+                        make_quote(symbol, ticker.bid, ticker.ask, ticker.bidSize, ticker.askSize, now, now, max_size),
+                        "quote",
+                    )
+                )
+        if symbol in self.config.tick_by_tick_symbols:
+            for tick in ticker.tickByTicks:
+                if isinstance(tick, TickByTickAllLast):
+                    dark = tick.exchange in DARK_VENUES
+                    self._guard(
+                        lambda t=tick, d=dark: self._emit(
+                            make_trade(symbol, t.price, t.size, now, now, max_size, dark=d), "trade"
+                        )
+                    )
+        else:
+            trade_ticks = {RT_VOLUME_TICK} if "233" in self.config.generic_ticks else LAST_TICKS
+            for tick in ticker.ticks:
+                if tick.tickType in trade_ticks:
+                    self._guard(
+                        lambda t=tick: self._emit(make_trade(symbol, t.price, t.size, now, now, max_size), "trade")
+                    )
+        if ticker.domTicks and symbol in self.depth.active:
+            bids = [(level.price, level.size) for level in ticker.domBids]
+            asks = [(level.price, level.size) for level in ticker.domAsks]
+            self._guard(lambda: self._emit(make_book(symbol, bids, asks, now, now, max_size), "book"))
+
+    def _on_option(self, ticker: Ticker, now: int) -> None:
+        _, platform = self._options[ticker.contract.conId]
+        greeks = ticker.modelGreeks
+        if greeks is None:
+            return  # no model computation yet: a quote without greeks is not an OptionQuote
+        volume = ticker.volume if ticker.volume == ticker.volume else 0.0
+        self._emit(
+            make_option_quote(
+                platform,
+                ticker.bid,
+                ticker.ask,
+                greeks.impliedVol,
+                greeks.delta,
+                greeks.gamma,
+                greeks.vega,
+                greeks.theta,
+                greeks.undPrice,
+                volume if math.isfinite(volume) else 0.0,
+                now,
+                now,
+            ),
+            "option_quote",
+        )
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        """Run one conversion; a rejection is counted and the other events of the update go on."""
+        try:
+            action()
+        except Rejected as exc:
+            self._reject(exc)
+
+    # --- introspection --------------------------------------------------------------------
+    @property
+    def option_contracts(self) -> list[OptionContract]:
+        """Option contracts currently streamed."""
+        return [platform for _, platform in self._options.values()]
+
+    def stats(self) -> dict[str, int]:
+        """Accepted and rejected counts by kind/reason, plus depth rotation counters."""
+        return {
+            **{f"accepted_{k}": v for k, v in self.accepted.items()},
+            **{f"rejected_{k}": v for k, v in self.rejected.items()},
+            "depth_capacity_errors": self.depth.capacity_errors,
+            "depth_rotations": self.depth.rotations,
+        }
