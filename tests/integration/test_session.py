@@ -19,6 +19,7 @@ from quanticity.observability.metrics import QuanticityCollector, read_heartbeat
 from quanticity.store.embedded import free_port
 from supervisors.launch import start_system, stop_system, wait_until_done, wait_until_quiet
 from tests.system_harness import session_spec, system_config
+from tests.venue_checks import assert_venue_matches_records
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +54,7 @@ def test_session_trades_end_to_end(finished_session, redis_client: redis.Redis, 
     refs = set(store.all_refs())
     assert {f.order_ref for f in fills} <= refs
     broker = ray.get_actor(BROKER, namespace=config.system.system.namespace)
-    audit = ray.get(broker.audit.remote())
-    assert audit["duplicate_places"] == 0 and audit["orders"] == len(refs)
+    assert_venue_matches_records(store, broker)
     # the publisher wrote exactly one premium line per fill
     lines = (tmp_path / "channels" / "local-premium.log").read_text().splitlines()
     assert sorted(line.split()[0].strip("[]") for line in lines) == sorted(f.exec_id for f in fills)
