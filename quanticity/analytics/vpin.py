@@ -70,6 +70,11 @@ DEFAULT_BUCKETS_PER_DAY = 50
 DEFAULT_WINDOW_BUCKETS = 50
 DEFAULT_SIGMA_HALFLIFE = 1000.0
 DEFAULT_CDF_WINDOW = 250
+MAX_TRADE_SIZE = 1e12
+"""A print larger than this many shares is impossible (the whole US market trades ~1e10 a day):
+rejected as ``bad_size``. The bound also keeps bucket arithmetic far from float overflow."""
+MAX_BUCKET_VOLUME = 1e13
+"""A bucket volume (ADV / 50) above this is treated like no ADV: no real security trades that much."""
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 
 # Layout of the carry vector shared by the kernel and VpinState.
@@ -170,14 +175,14 @@ def _vpin_kernel(
     bad_price = 0
     bad_size = 0
     v = bucket_volume
-    have_v = v > 0.0 and math.isfinite(v)
+    have_v = 0.0 < v <= MAX_BUCKET_VOLUME
     for i in range(prices.shape[0]):
         p = prices[i]
         s = sizes[i]
         if not (math.isfinite(p) and p > 0.0):
             bad_price += 1
             continue
-        if not (math.isfinite(s) and s > 0.0):
+        if not (math.isfinite(s) and 0.0 < s <= MAX_TRADE_SIZE):
             bad_size += 1
             continue
         last = carry[_LAST]
@@ -311,7 +316,7 @@ def vpin_from_trades(
     series, ends, bad_price, bad_size = _vpin_kernel(p, s, v, fixed, alpha, carry, ring_imb, ring_vol)
     rejected = {k: c for k, c in (("bad_price", bad_price), ("bad_size", bad_size), ("length_mismatch", dropped)) if c}
     total = int(carry[_TOTAL])
-    valid_v = math.isfinite(v) and v > 0
+    valid_v = 0 < v <= MAX_BUCKET_VOLUME
     if not valid_v:
         return VpinResult(math.nan, STATE_NO_ADV, math.nan, 0, math.nan, series, ends, rejected)
     if total < n_buckets or series.size == 0:
@@ -378,7 +383,7 @@ class VpinState:
         if not (math.isfinite(price) and price > 0):
             self._reject("bad_price")
             return
-        if not (math.isfinite(size) and size > 0):
+        if not (math.isfinite(size) and 0 < size <= MAX_TRADE_SIZE):
             self._reject("bad_size")
             return
         last = self._last
@@ -393,7 +398,7 @@ class VpinState:
         else:
             z = 0.5
         self._last = price
-        if not self.bucket_volume > 0:
+        if not 0 < self.bucket_volume <= MAX_BUCKET_VOLUME:
             return
         if size < self.bucket_volume - self._fill:  # the common case: the trade stays in the bucket
             self._fill += size
@@ -464,7 +469,7 @@ class VpinState:
     def value(self) -> VpinReading:
         """The current reading; NaN + state "thin"/"no_adv" when VPIN is not meaningful."""
         v = self.bucket_volume
-        if not v > 0:
+        if not 0 < v <= MAX_BUCKET_VOLUME:
             return VpinReading(math.nan, STATE_NO_ADV, math.nan, self._total, math.nan, self._fill)
         if self._total < self.n_buckets or not math.isfinite(self._vpin):
             return VpinReading(math.nan, STATE_THIN, math.nan, self._total, v, self._fill)
