@@ -9,6 +9,7 @@ from datetime import date
 import msgspec
 import ray
 import redis
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.common import ActorShell, strategy_names
 from quanticity import keys
@@ -18,6 +19,8 @@ from quanticity.messages import AltDataEvent, AltDataKind, FeatureSnapshot, Mark
 from quanticity.session import RunSpec
 
 NS = 1_000_000_000
+LOCKSTEP_STRATEGY_TIMEOUT_S = 30.0
+"""Lock-step: how long one strategy may take over a snapshot batch before it is reported and skipped."""
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -54,17 +57,19 @@ class SymbolAnalyticsActor(ActorShell):
         self._last_write_ns = 0
         self._strategies = strategy_names(config, symbol)
 
-    def on_packed(self, data: bytes) -> int:
-        """Batches as msgpack bytes (what the feed sends); malformed data is counted, not raised."""
+    def on_packed(self, data: bytes, ts_init: int | None = None) -> int:
+        """Batches as msgpack bytes (what the feed sends); malformed data is counted, not raised.
+
+        ``ts_init`` (lock-step: the step's simulated time) stamps the snapshots instead of the wall clock."""
         try:
             batches = msgspec.msgpack.decode(data, type=list[MarketBatch])
         except msgspec.DecodeError as exc:
             self.errors += 1
             self.log.error("malformed batch payload dropped", extra={"symbol": self.symbol, "error": str(exc)})
             return 0
-        return self.on_batches(batches)
+        return self.on_batches(batches, ts_init)
 
-    def on_batches(self, batches: list[MarketBatch]) -> int:
+    def on_batches(self, batches: list[MarketBatch], ts_init: int | None = None) -> int:
         """Apply feed batches in order, deciding after each one whether a snapshot is due.
 
         Deciding per batch (not per call) makes what the strategies see independent of how the
@@ -78,7 +83,7 @@ class SymbolAnalyticsActor(ActorShell):
                 self.engine.on_batch(batch)
                 now = self.features.last_event_ns
                 if now and self.features.snapshot_due(now):
-                    snapshots.append(self._snapshot(now))
+                    snapshots.append(self._snapshot(now, ts_init))
             self._send(snapshots)
             now = self.features.last_event_ns
             if now - self._last_checkpoint_ns >= self.config.trading.analytics.checkpoint_every_s * NS:
@@ -97,17 +102,28 @@ class SymbolAnalyticsActor(ActorShell):
         return sum(self.engine.on_vol_close(e) for e in events if e.kind is AltDataKind.VOL_CLOSE)
 
     def _send(self, snapshots: list[FeatureSnapshot]) -> None:
-        """One call per strategy for all snapshots of this batch call (batching keeps Ray calls few)."""
+        """One call per strategy for all snapshots of this batch call (batching keeps Ray calls few).
+
+        In lock-step each strategy's call is awaited before the next strategy's (legacy rule first,
+        then config order), so the signals reach the stream in the backtest's order."""
         if not snapshots:
             return
         for name in self._strategies:
             strategy = self.peers.get(name)
-            if strategy is not None:
-                strategy.on_features_batch.remote(snapshots)
+            if strategy is None:
+                continue
+            ref = strategy.on_features_batch.remote(snapshots)
+            if self.spec.lockstep:
+                try:
+                    ray.get(ref, timeout=LOCKSTEP_STRATEGY_TIMEOUT_S)
+                except (RayActorError, GetTimeoutError) as exc:  # the supervisor replaces it; count, go on
+                    self.errors += 1
+                    self.peers.forget(name)
+                    self.log.warning("strategy call failed", extra={"strategy": name, "error": type(exc).__name__})
         self.forwarded += len(snapshots)
 
-    def _snapshot(self, now: int) -> FeatureSnapshot:
-        snap, metrics = self.engine.snapshot(now, time.time_ns())
+    def _snapshot(self, now: int, ts_init: int | None = None) -> FeatureSnapshot:
+        snap, metrics = self.engine.snapshot(now, time.time_ns() if ts_init is None else ts_init)
         if now - self._last_write_ns >= self.config.trading.analytics.write_every_s * NS:
             # Redis snapshots are for readers that poll (overseer, reports, status): at most one
             # write per write_every_s keeps the hot path free; strategies get every snapshot.

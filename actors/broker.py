@@ -94,23 +94,36 @@ class SimBrokerActor(ActorShell):
     def on_marks(self, marks: list[UnderlyingMark]) -> int:
         """New underlying marks: match working orders, persist, push executions to the router."""
         started = time.perf_counter()
-        for mark in marks:
-            self.marks[mark.symbol] = mark
-            self.now_ns = max(self.now_ns, mark.ts_event)
-        self.pricing.apply_marks(marks)
-        self.events += len(marks)
-        if not self.broker.open_orders():
-            return 0
-        fills = self.broker.on_market(self._quote, self.now_ns, time.time_ns())
-        changed = self.broker.drain_changed()  # fills, stop triggers, OCA cancels: all persisted
-        if changed:
-            self._save(changed)
+        fills = self._match(marks, time.time_ns())
         if fills:
             router = self.peers.get(ROUTER)
             if router is not None:
                 router.on_fills.remote(fills)
         self.latency.add(time.perf_counter() - started)
         return len(fills)
+
+    def match(self, marks: list[UnderlyingMark], ts_init: int) -> list[Fill]:
+        """Lock-step: adopt the step's marks, match and persist, and *return* the executions (stamped
+        ``ts_init``, the step's simulated time) — the feed hands them to the router and awaits the
+        booking, so the fills are booked before the router ticks."""
+        started = time.perf_counter()
+        fills = self._match(marks, ts_init)
+        self.latency.add(time.perf_counter() - started)
+        return fills
+
+    def _match(self, marks: list[UnderlyingMark], ts_init: int) -> list[Fill]:
+        for mark in marks:
+            self.marks[mark.symbol] = mark
+            self.now_ns = max(self.now_ns, mark.ts_event)
+        self.pricing.apply_marks(marks)
+        self.events += len(marks)
+        if not self.broker.open_orders():
+            return []
+        fills = self.broker.on_market(self._quote, self.now_ns, ts_init)
+        changed = self.broker.drain_changed()  # fills, stop triggers, OCA cancels: all persisted
+        if changed:
+            self._save(changed)
+        return fills
 
     def quotes(self, contracts: list[OptionContract]) -> dict[str, tuple[float, float]]:
         """Current (bid, ask) of each contract the venue can price."""

@@ -4,6 +4,11 @@ It plays the role an IBKR or Unusual Whales feed plays live: normalised, typed e
 per symbol (one actor call carries many events), raw snapshots written to Redis, and the shared
 simulated clock published for every other actor. Backpressure: when the symbol actors fall
 behind by ``max_inflight_flushes`` flushes, the feed waits instead of queueing without bound.
+
+Lock-step mode (``RunSpec.lockstep``) replaces the flushes: each step is one batch per symbol and
+the feed awaits every stage (alt data, analytics → strategies, the risk desk, the venue's matching
+and the router's booking, the router tick) in the canonical order of :mod:`quanticity.lockstep`,
+so the run trades exactly like ``research.backtest`` on the same session.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import ray
 import redis
 from ray.exceptions import RayActorError
 
-from actors.common import BROKER, ROUTER, ActorShell, analytics_name, strategy_name
+from actors.common import BROKER, RISK, ROUTER, ActorShell, analytics_name, strategy_name
 from quanticity import keys
 from quanticity.config.models import FeedSection, QuanticityConfig
-from quanticity.messages import AltDataEvent, AltDataKind, MarketBatch, encode
+from quanticity.lockstep import AltDataCursor, TickSchedule, step_quotes, vol_close_by_symbol
+from quanticity.messages import MarketBatch, encode
 from quanticity.session import RunSpec
 from quanticity.sim.altdata import session_alt_data
 from quanticity.sim.market import SyntheticMarket
@@ -55,10 +61,9 @@ class SimFeedActor(ActorShell):
         self.restored = bool(raw)
         # alternative data of the session (history included), delivered as simulated time passes;
         # after a restart it is re-delivered from the start — strategies drop repeated filings
-        self.alt_events = session_alt_data(
-            config, self.market.symbols, date.fromisoformat(spec.session_date), spec.seed
+        self.alt_data = AltDataCursor(
+            session_alt_data(config, self.market.symbols, date.fromisoformat(spec.session_date), spec.seed)
         )
-        self.alt_cursor = 0
         self.alt_targets = [strategy_name(s.name) for s in config.trading.strategies.enabled()]
         self.pending: dict[str, list[MarketBatch]] = {}
         self.inflight: deque[list[ray.ObjectRef]] = deque()
@@ -69,14 +74,17 @@ class SimFeedActor(ActorShell):
         self._pending_calls: dict[str, ray.ObjectRef] = {}
         self.coalesced: dict[str, int] = {}
         self._stopping = False
-        self._last_tick_ns = self._last_raw_ns = self._last_checkpoint_ns = self.market.now_ns
+        self._last_raw_ns = self._last_checkpoint_ns = self.market.now_ns
+        self.ticks = TickSchedule(config.system.feed.router_tick_every_s, self.market.now_ns)
+        self.lockstep_steps = 0
 
     # --- control --------------------------------------------------------------------------
     async def start(self) -> bool:
         """Start stepping (idempotent)."""
         if self._task is None or self._task.done():
             self._stopping = False
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            run = self._run_lockstep() if self.spec.lockstep else self._run()
+            self._task = asyncio.get_running_loop().create_task(run)
         return True
 
     async def stop(self) -> bool:
@@ -156,53 +164,117 @@ class SimFeedActor(ActorShell):
         broker = self.peers.get(BROKER)
         if broker is not None and self._idle("marks"):
             self._pending_calls["marks"] = broker.on_marks.remote(self.market.marks(time.time_ns()))
-        if now - self._last_tick_ns >= feed_cfg.router_tick_every_s * NS:
+        if self.ticks.due(now):
             router = self.peers.get(ROUTER)
             if router is not None and self._idle("tick"):
                 self._pending_calls["tick"] = router.on_tick.remote(now)
-                self._last_tick_ns = now
-        if now - self._last_raw_ns >= feed_cfg.raw_snapshot_every_s * NS:
-            for symbol, batches in self.pending.items():
-                last = batches[-1]
-                if last.quotes:
-                    pipe.set(
-                        keys.raw_quote_last(symbol), encode(last.quotes[-1]), ex=keys.TTL_SECONDS["raw_depth_last"]
-                    )
-                if last.books:
-                    pipe.set(keys.raw_depth_last(symbol), encode(last.books[-1]), ex=keys.TTL_SECONDS["raw_depth_last"])
-                    pipe.set(keys.raw_depth_heartbeat(symbol), now, ex=keys.TTL_SECONDS["raw_depth_hb"])
-            self._last_raw_ns = now
-        if now - self._last_checkpoint_ns >= feed_cfg.checkpoint_every_s * NS:
-            pipe.set(keys.FEED_STATE, json.dumps(self.market.state()))
-            self._last_checkpoint_ns = now
+                self.ticks.ticked(now)
+        self._snapshots(pipe, feed_cfg, {s: b[-1] for s, b in self.pending.items()})
         try:
             pipe.execute()
         except redis.RedisError as exc:  # Redis restarting: market data goes on, snapshots resume after
             self.errors += 1
             self.log.warning("raw snapshot write failed", extra={"error": str(exc)})
 
+    def _snapshots(self, pipe: redis.client.Pipeline, feed_cfg: FeedSection, last: dict[str, MarketBatch]) -> None:
+        """Raw snapshots (last quote and book per symbol) and the market checkpoint, on their cadence."""
+        now = self.market.now_ns
+        if now - self._last_raw_ns >= feed_cfg.raw_snapshot_every_s * NS:
+            for symbol, batch in last.items():
+                if batch.quotes:
+                    pipe.set(
+                        keys.raw_quote_last(symbol), encode(batch.quotes[-1]), ex=keys.TTL_SECONDS["raw_depth_last"]
+                    )
+                if batch.books:
+                    pipe.set(
+                        keys.raw_depth_last(symbol), encode(batch.books[-1]), ex=keys.TTL_SECONDS["raw_depth_last"]
+                    )
+                    pipe.set(keys.raw_depth_heartbeat(symbol), now, ex=keys.TTL_SECONDS["raw_depth_hb"])
+            self._last_raw_ns = now
+        if now - self._last_checkpoint_ns >= feed_cfg.checkpoint_every_s * NS:
+            pipe.set(keys.FEED_STATE, json.dumps(self.market.state()))
+            self._last_checkpoint_ns = now
+
     def _deliver_alt_data(self, now: int) -> None:
         """Send the alternative-data events that have happened by ``now`` to every strategy."""
-        end = self.alt_cursor
-        while end < len(self.alt_events) and self.alt_events[end].ts_event <= now:
-            end += 1
-        if end == self.alt_cursor:
+        batch = self.alt_data.due(now)
+        if not batch:
             return
-        batch = self.alt_events[self.alt_cursor : end]
         for name in self.alt_targets:
             handle = self.peers.get(name)
             if handle is not None:
                 handle.on_alt_data.remote(batch)
         # prior sessions' closing vol readings also seed each symbol's IV-rank history
-        by_symbol: dict[str, list[AltDataEvent]] = {}
-        for event in batch:
-            if event.kind is AltDataKind.VOL_CLOSE:
-                by_symbol.setdefault(event.symbol, []).append(event)
-        for symbol, events in by_symbol.items():
+        for symbol, events in vol_close_by_symbol(batch).items():
             handle = self.peers.get(analytics_name(symbol))
             if handle is not None:
                 handle.on_alt_data.remote(events)
-        self.alt_cursor = end
+
+    # --- lock-step --------------------------------------------------------------------------
+    async def _run_lockstep(self) -> None:
+        """Step the session in lock-step: every stage of a step is awaited, in the canonical order of
+        :mod:`quanticity.lockstep`, before the next step begins. ``ts_init`` is the step's simulated
+        time everywhere the feed stamps it; the wall clock only paces a paced run."""
+        feed_cfg = self.config.system.feed
+        clock = self.spec.clock()
+        try:
+            while not self._stopping and self.market.now_ns < self.spec.sim_end_ns:
+                ts = self.market.now_ns + self.spec.step_ns
+                if self.spec.paced:
+                    delay = (clock.wall_ns_for(ts) - time.time_ns()) / NS
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await self._lockstep_step(ts, feed_cfg)
+            self.done = self.market.now_ns >= self.spec.sim_end_ns
+            self.redis.set(keys.FEED_STATE, json.dumps(self.market.state()))
+        except Exception:
+            self.errors += 1
+            self.log.exception("lock-step feed loop failed")
+            raise
+
+    async def _lockstep_step(self, ts: int, feed_cfg: FeedSection) -> None:
+        """One step, stage by stage (a missing peer is skipped: the supervisor is replacing it)."""
+        batches = self.market.step(ts)
+        self.redis.set(keys.SIM_CLOCK, ts)
+        alt = self.alt_data.due(ts)
+        if alt:
+            await self._await_all(
+                [h.on_alt_data.remote(alt) for h in map(self.peers.get, self.alt_targets) if h is not None]
+            )
+            for symbol, events in vol_close_by_symbol(alt).items():
+                handle = self.peers.get(analytics_name(symbol))
+                if handle is not None:
+                    await handle.on_alt_data.remote(events)
+        for symbol in sorted(batches):
+            handle = self.peers.get(analytics_name(symbol))
+            if handle is not None:
+                # one batch per call; the analytics actor awaits its strategies' enqueues (lock-step)
+                await self._await_all([handle.on_packed.remote(msgspec.msgpack.encode([batches[symbol]]), ts)])
+                self.sent_events += batches[symbol].event_count
+        risk = self.peers.get(RISK)
+        if risk is not None:
+            await risk.step.remote(ts, step_quotes(batches))
+        broker = self.peers.get(BROKER)
+        if broker is not None:
+            fills = await broker.match.remote(self.market.marks(ts), ts)
+            router = self.peers.get(ROUTER)
+            if fills and router is not None:
+                await router.on_fills.remote(fills)
+        if self.ticks.due(ts):
+            router = self.peers.get(ROUTER)
+            if router is not None:
+                await router.on_tick.remote(ts)
+            self.ticks.ticked(ts)
+        pipe = self.redis.pipeline(transaction=False)
+        self._snapshots(pipe, feed_cfg, batches)
+        pipe.execute()
+        self.lockstep_steps += 1
+        self.flushes += 1
+        self.events = self.sent_events
+
+    async def _await_all(self, refs: list[ray.ObjectRef]) -> None:
+        """Await ``refs`` in order; a failed call is counted and logged (like a failed batch)."""
+        await self._await_refs(refs)
 
     def _idle(self, call: str) -> bool:
         """True when the last ``call`` (marks to the venue, tick to the router) has completed."""
@@ -260,4 +332,5 @@ class SimFeedActor(ActorShell):
             "flushes": self.flushes,
             "done": float(self.done),
             "restored": float(self.restored),
+            "lockstep_steps": self.lockstep_steps,
         }

@@ -8,12 +8,15 @@ Three threads share the gate (one lock around it): the signal consumer; a follow
 ``trades:fills`` that feeds the P&L book (``pnl:*``, resumed from its own cursor); and a monitor
 loop that samples the underlyings' quotes for the correlation rule, marks the book when the
 router revalued its positions, and runs the daily-loss and drawdown breakers even when no signal
-arrives. The logic of all three lives in :mod:`quanticity.risk`.
+arrives. The logic of all three lives in :mod:`quanticity.risk` (:class:`~quanticity.risk.desk.RiskDesk`).
+
+In lock-step mode (``RunSpec.lockstep``) none of the threads runs: the feed calls :meth:`step`
+once per feed step, which books the fills, samples the step's quotes, runs the breakers and drains
+the signal stream to its end at the step's simulated time — the backtest's canonical order.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -26,8 +29,9 @@ from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.execution.pnl_store import RedisPnLStore
 from quanticity.execution.store import ExecutionStore
-from quanticity.messages import CancelRequest, Direction, OrderIntent, Signal, TradingState, decode
+from quanticity.messages import CancelRequest, OrderIntent, Quote, Signal, TradingState, decode
 from quanticity.risk.account import AccountMonitor
+from quanticity.risk.desk import MALFORMED_SIGNAL, Judgement, RiskDesk
 from quanticity.risk.gate import Exposure, RiskGate
 from quanticity.risk.store import RedisRiskStore
 from quanticity.session import RunSpec
@@ -62,52 +66,77 @@ class RiskGateActor(ActorShell):
         )
         self.gate.restore_rate_window(self.clock.now_ns())
         self.execution = ExecutionStore(self.redis)
+        self.desk = RiskDesk(self.gate, self.account, self.execution)
+        self.desk.symbols.update(config.system.universe.symbols)
         self.decisions: dict[str, int] = {}
-        self._exposure_cache: tuple[int, Exposure] | None = None
         self._gate_lock = threading.Lock()  # the gate's state is shared by the signal and monitor threads
-        self._symbols = set(config.system.universe.symbols)
-        self._marks_version = -1
         self._stop = threading.Event()
         self.monitor_loop_ns = time.time_ns()
+        self.lockstep_steps = 0
         # the book is the authority on which fills it holds: resume the fills stream after its cursor
         self.redis.set(keys.PNL_CURSOR, snapshot.cursor)
-        self.fills = StreamFollower(self.redis, keys.FILLS_STREAM, keys.PNL_CURSOR, self._on_fill, self.log, "risk-pnl")
-        self.follower = StreamFollower(
-            self.redis, keys.SIGNALS_STREAM, keys.RISK_CURSOR, self._handle, self.log, "risk-consumer"
-        )
-        self._monitor = threading.Thread(target=self._monitor_run, name="risk-monitor", daemon=True)
-        self._monitor.start()
+        # Lock-step: the feed drives every stage through step(); no follower or monitor thread runs,
+        # so nothing is judged at a wall-clock-dependent moment.
+        self.fills: StreamFollower | None = None
+        self.follower: StreamFollower | None = None
+        if not spec.lockstep:
+            self.fills = StreamFollower(
+                self.redis, keys.FILLS_STREAM, keys.PNL_CURSOR, self._on_fill, self.log, "risk-pnl"
+            )
+            self.follower = StreamFollower(
+                self.redis, keys.SIGNALS_STREAM, keys.RISK_CURSOR, self._handle, self.log, "risk-consumer"
+            )
+            self._monitor = threading.Thread(target=self._monitor_run, name="risk-monitor", daemon=True)
+            self._monitor.start()
 
     def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
         started = time.perf_counter()
         try:
             signal = decode(fields["signal"], Signal)
         except (KeyError, ValueError) as exc:
-            self.errors += 1
-            self.decisions["MALFORMED_SIGNAL"] = self.decisions.get("MALFORMED_SIGNAL", 0) + 1
-            self.log.error("malformed signal skipped", extra={"entry": entry_id, "error": str(exc)})
+            self._malformed(entry_id, str(exc))
             return
-        now = self.clock.now_ns()
-        self._symbols.add(signal.contract.underlying)
         with self._gate_lock:
-            exposure = self._exposure(now)
-            self._breakers(exposure, now)
-            decision, intent = self.gate.evaluate(signal, exposure, now)
+            judgement = self.desk.judge(signal, self.clock.now_ns(), entry_id)
+        self._record(judgement)
+        if judgement.intent is not None:
+            self._deliver(judgement.intent)
+        self.latency.add(time.perf_counter() - started)
+
+    def _malformed(self, entry_id: str, error: str) -> None:
+        self.errors += 1
+        self.decisions[MALFORMED_SIGNAL] = self.decisions.get(MALFORMED_SIGNAL, 0) + 1
+        self.log.error("malformed signal skipped", extra={"entry": entry_id, "error": error})
+
+    def _record(self, judgement: Judgement) -> None:
+        """Alerts of the breakers that tripped, the audit trail and the decision counters."""
+        for alert in judgement.alerts:
+            self._alert(alert.level, alert.text)
+        decision = judgement.decision
         self.store.audit(decision)
         self.decisions[decision.reason_code] = self.decisions.get(decision.reason_code, 0) + 1
         self.events += 1
-        if intent is not None:
-            self._deliver(intent)
-        self.latency.add(time.perf_counter() - started)
 
-    def _breakers(self, exposure: Exposure, now: int) -> None:
-        """Daily-loss and drawdown breakers (caller holds the gate lock); alerts when one trips."""
-        level = self.gate.daily_loss_check(exposure, now)
-        if level is not None:
-            pnl = exposure.day_pnl if exposure.day_pnl is not None else 0.0
-            self._alert(level, f"daily loss breaker {level}: today's P&L {pnl:+,.2f}; trading {self.gate.state.value}")
-        if self.gate.drawdown_check(exposure, now) is not None:
-            self._alert("DRAWDOWN", f"drawdown breaker: {self.gate.state_reason}; trading {self.gate.state.value}")
+    # --- lock-step ----------------------------------------------------------------------------
+    def step(self, now_ns: int, quotes: dict[str, Quote]) -> int:
+        """Lock-step stage of one feed step (see :mod:`quanticity.lockstep`): book the fills so far,
+        sample ``quotes``, mark the book, run the breakers, then judge every signal enqueued so far
+        at ``now_ns``, each approval acknowledged by the router before the next. Returns signals judged."""
+        if not self.spec.lockstep:
+            raise RuntimeError("step: this run is not in lock-step mode (the stream followers judge)")
+        started = time.perf_counter()
+        with self._gate_lock:
+            self.desk.book_fills(self.redis, self._fill_rejected)
+            for alert in self.desk.monitor(now_ns, quotes):
+                self._alert(alert.level, alert.text)
+            malformed = self.desk.malformed
+            judged = self.desk.drain_signals(self.redis, now_ns, self._deliver, self._record)
+            if self.desk.malformed != malformed:
+                self._malformed("lock-step drain", f"{self.desk.malformed - malformed} unreadable signal(s)")
+        self.lockstep_steps += 1
+        self.monitor_loop_ns = time.time_ns()
+        self.latency.add(time.perf_counter() - started)
+        return judged
 
     def _alert(self, level: str, text: str) -> None:
         self.redis.xadd(keys.ALERTS, {"level": level, "text": text, "ts": time.time_ns()}, maxlen=10_000)
@@ -117,8 +146,11 @@ class RiskGateActor(ActorShell):
     def _on_fill(self, entry_id: str, fields: dict[str, str]) -> None:
         outcome = self.account.on_fill_record(entry_id, fields)
         if outcome.startswith("rejected"):
-            self.errors += 1
-            self.log.error("fill not booked in the P&L book", extra={"entry": entry_id, "error": outcome})
+            self._fill_rejected(entry_id, outcome)
+
+    def _fill_rejected(self, entry_id: str, outcome: str) -> None:
+        self.errors += 1
+        self.log.error("fill not booked in the P&L book", extra={"entry": entry_id, "error": outcome})
 
     def _monitor_run(self) -> None:
         while not self._stop.is_set():
@@ -135,18 +167,13 @@ class RiskGateActor(ActorShell):
 
     def _monitor_pass(self, now: int) -> None:
         """Sample underlying quotes, mark the book when the router revalued, run the breakers."""
-        symbols = sorted(self._symbols)
-        for symbol, raw in zip(symbols, self.redis.mget([keys.raw_quote_last(s) for s in symbols]), strict=True):
-            if raw:
-                self.account.on_quote(symbol, raw)
-        version = self.execution.version()
-        if version != self._marks_version:
-            positions = self.execution.positions()
-            self._symbols.update(p.contract.underlying for p in positions.values())
-            self.account.on_marks({k: p.mark for k, p in positions.items() if p.mark > 0}, now)
-            self._marks_version = version
+        symbols = sorted(self.desk.symbols)
+        raws = self.redis.mget([keys.raw_quote_last(s) for s in symbols])
+        self.desk.observe_quotes((s, raw) for s, raw in zip(symbols, raws, strict=True) if raw)
+        self.desk.mark_book(now)
         with self._gate_lock:
-            self._breakers(self._exposure(now), now)
+            for alert in self.desk.breakers(self.desk.exposure(now), now):
+                self._alert(alert.level, alert.text)
 
     def _deliver(self, intent: OrderIntent) -> None:
         """Hand the intent to the router until it acknowledges; safe to repeat (idempotent ref)."""
@@ -167,34 +194,6 @@ class RiskGateActor(ActorShell):
                         "router refused; will retry", extra={"order_ref": intent.order_ref, "error": str(exc)}
                     )
             time.sleep(0.1)
-
-    def _exposure(self, now: int) -> Exposure:
-        """The book as the gate sees it: positions rebuilt only when the router changed them or its
-        P&L; today's P&L, equity and peak from the gate's own P&L book on every call."""
-        version = self.execution.version()
-        if self._exposure_cache is None or self._exposure_cache[0] != version:
-            self._exposure_cache = (version, self._read_exposure())
-        figures = self.account.figures(now)
-        return dataclasses.replace(
-            self._exposure_cache[1], day_pnl=figures.day_pnl, equity=figures.equity, equity_peak=figures.equity_peak
-        )
-
-    def _read_exposure(self) -> Exposure:
-        positions = self.execution.positions()
-        by_direction: dict[Direction, int] = {}
-        held: dict[Direction, set[str]] = {}
-        for position in positions.values():
-            by_direction[position.direction] = by_direction.get(position.direction, 0) + 1
-            held.setdefault(position.direction, set()).add(position.contract.underlying)
-        realized = self.execution.realized_pnl().get("total", 0.0)
-        return Exposure(
-            open_by_direction=by_direction,
-            held_underlyings={d: frozenset(u) for d, u in held.items()},
-            position_qty={k: p.quantity for k, p in positions.items()},
-            realized_pnl=realized,
-            unrealized_pnl=sum(p.unrealized for p in positions.values()),
-            premium_at_risk=sum(p.avg_price * p.quantity * 100 for p in positions.values()),
-        )
 
     # --- control --------------------------------------------------------------------------
     def set_state(self, state: str, reason: str) -> str:
@@ -221,17 +220,19 @@ class RiskGateActor(ActorShell):
     def stop(self) -> None:
         """Stop consuming (used at the end of a session)."""
         self._stop.set()
-        self.follower.stop()
-        self.fills.stop()
+        for follower in (self.follower, self.fills):
+            if follower is not None:
+                follower.stop()
         self.account.flush(self.clock.now_ns())
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
-        if self.follower.stalled_for_s() > STALL_LIMIT_S:
+        if self.follower is not None and self.follower.stalled_for_s() > STALL_LIMIT_S:
             raise RuntimeError(f"signal consumer stalled for {self.follower.stalled_for_s():.0f} s")
-        if self.fills.stalled_for_s() > STALL_LIMIT_S:
+        if self.fills is not None and self.fills.stalled_for_s() > STALL_LIMIT_S:
             raise RuntimeError(f"fills follower stalled for {self.fills.stalled_for_s():.0f} s")
         monitor_stalled_s = (time.time_ns() - self.monitor_loop_ns) / 1e9
-        if not self._stop.is_set() and monitor_stalled_s > STALL_LIMIT_S:
+        # in lock-step the feed drives the monitor pass: an idle feed (session over) is not a stall
+        if not self.spec.lockstep and not self._stop.is_set() and monitor_stalled_s > STALL_LIMIT_S:
             raise RuntimeError(f"risk monitor stalled for {monitor_stalled_s:.0f} s")
         return super().ping()
 
@@ -241,6 +242,7 @@ class RiskGateActor(ActorShell):
             "approved": self.gate.approved,
             "denied": self.gate.denied,
             "correlation_unknown": self.gate.correlation_unknown,
+            "lockstep_steps": self.lockstep_steps,
             "day_pnl": figures.day_pnl,
             "equity": figures.equity,
             "drawdown_pct": self.gate.drawdown_pct(Exposure(equity=figures.equity, equity_peak=figures.equity_peak))

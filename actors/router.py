@@ -18,6 +18,7 @@ from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.execution.router import BrokerError, OrderRouter
 from quanticity.execution.store import ExecutionStore
+from quanticity.lockstep import sorted_exits, tick_contracts
 from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, Side, encode
 from quanticity.session import RunSpec
 from quanticity.store.client import SignalQueue
@@ -101,8 +102,15 @@ class OrderRouterActor(ActorShell):
         super().__init__(name, config, spec, redis_url)
         self.store = ExecutionStore(self.redis)
         self.broker = BrokerActorClient(self.peers)
+        # lock-step: the router's stamps come from the simulated clock too (the backtest's choice), so no
+        # wall-clock reading reaches an order record or a bracket intent
         self.router = OrderRouter(
-            self.store, self.broker, config.trading.execution, time.time_ns, clock=self.clock, brackets=True
+            self.store,
+            self.broker,
+            config.trading.execution,
+            self.clock.now_ns if spec.lockstep else time.time_ns,
+            clock=self.clock,
+            brackets=True,
         )
         self.queue = SignalQueue(self.redis)
         self.reconcile_result: dict[str, int] = {}
@@ -156,16 +164,19 @@ class OrderRouterActor(ActorShell):
                 self.router.on_fills(self.broker.executions())  # a push was lost: replay, de-duplicated
         except BrokerError:
             return 0
-        contracts = {p.contract.key: p.contract for p in self.store.positions().values()}
-        contracts.update({o.intent.contract.key: o.intent.contract for o in self.router.entries.working()})
+        contracts = tick_contracts(
+            (p.contract for p in self.store.positions().values()),
+            (o.intent.contract for o in self.router.entries.working()),
+        )
         if not contracts:
             return 0
         try:
-            quotes = self.broker.quotes(list(contracts.values()))
+            quotes = self.broker.quotes(contracts)
         except BrokerError:
             return 0
         enqueued = 0
-        for signal in self.router.on_tick(quotes, now_ns, time.time_ns()):
+        ts_init = now_ns if self.spec.lockstep else time.time_ns()
+        for signal in sorted_exits(self.router.on_tick(quotes, now_ns, ts_init)):
             entry = self.queue.enqueue_once(
                 keys.signal_dedupe(signal.signal_id), keys.SIGNALS_STREAM, encode(signal).decode(), 24 * 3600
             )

@@ -61,7 +61,9 @@ class StrategyActor(ActorShell):
         started = time.perf_counter()
         self.events += 1
         if self.legacy is not None:
-            signal = self.legacy.on_features(snap, now_ns=snap.ts_event, ts_init=time.time_ns())
+            # lock-step stamps with the snapshot's (simulated) ts_init, as the backtest does
+            ts_init = snap.ts_init if self.spec.lockstep else time.time_ns()
+            signal = self.legacy.on_features(snap, now_ns=snap.ts_event, ts_init=ts_init)
             signals = [signal] if signal is not None else []
         else:
             assert self.strategy is not None

@@ -137,6 +137,7 @@ def actor_benchmark(minutes: float = 20.0) -> dict[str, Any]:
                 "system": {
                     "system": {"namespace": "bench-analytics", "log_level": "WARNING"},
                     "session": {"date": "2026-11-20"},
+                    "venue": {"kind": "sim"},
                 }
             }
         )

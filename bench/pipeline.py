@@ -100,6 +100,7 @@ def _config(tmp: Path, namespace: str, aggressive: bool) -> Any:
         "system": {
             "system": {"namespace": namespace, "log_level": "WARNING"},
             "session": {"date": SESSION_DAY.isoformat()},
+            "venue": {"kind": "sim"},  # the pipeline is measured on the in-process venue: no TWS hop
             "feed": {"flush_ms": 10 if aggressive else 20},
         },
         "distribution": {"log_dir": str(tmp / "channels")},

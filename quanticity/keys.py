@@ -198,6 +198,13 @@ SIM_CLOCK = "system:clock"
 
 FEED_STATE = "system:feed:state"
 """Checkpoint of the simulated feed (market state, step count), so a restarted feed resumes."""
+VENUE_PORTS = "venue:ports"
+"""Hash: service (``tws``, ``uw``, ``av``) → loopback port of the venues hosted in ``tws`` mode (a restarted
+venue host binds the same ports again, so connected clients reconnect to the same address)."""
+VENUE_CLOCK = "venue:tws:now"
+"""The hosted TWS simulator's market time (ns): the IBKR feed stamps and publishes market data on it."""
+VENUE_FEED_READY = "venue:feed:ready"
+"""Set by the IBKR feed once subscribed: the hosted simulator's market opens then (or after a timeout)."""
 
 SIM_BROKER_ORDERS = "sim:broker:orders"
 """Hash: order reference → the simulated venue's record of it (the venue outlives the router)."""

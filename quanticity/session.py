@@ -25,6 +25,9 @@ class RunSpec(msgspec.Struct, frozen=True, kw_only=True):
     speed: float
     seed: int
     wall_start_ns: int
+    lockstep: bool = False
+    """Lock-step: the feed awaits every stage of a step, in the backtest's canonical order
+    (:mod:`quanticity.lockstep`), before the next step; no decision reads the wall clock."""
 
     @property
     def paced(self) -> bool:
@@ -53,11 +56,13 @@ def plan_session(
     today: date | None = None,
     calendar: NyseCalendar | None = None,
     wall: Clock | None = None,
+    lockstep: bool = False,
 ) -> RunSpec:
     """Resolve the configured session (and CLI overrides) into a :class:`RunSpec`.
 
     ``date: null`` picks the last NYSE session before ``today``; ``end: null`` the session's close
-    (13:00 on half days); ``duration_s`` (simulated seconds) shortens the session.
+    (13:00 on half days); ``duration_s`` (simulated seconds) shortens the session; ``lockstep``
+    selects the deterministic lock-step run (see :attr:`RunSpec.lockstep`).
     """
     calendar = calendar or NyseCalendar()
     day = section.date or calendar.session_on_or_before((today or date.today()) - timedelta(days=1))
@@ -79,4 +84,5 @@ def plan_session(
         speed=section.speed if speed is None else speed,
         seed=seed,
         wall_start_ns=(wall or LiveClock()).now_ns(),
+        lockstep=lockstep,
     )

@@ -1,66 +1,77 @@
 """Single-run backtest: one synthetic session through the live library objects, in one process.
 
 Why this exists: the live system runs analytics, strategy, risk gate, router and venue as Ray
-actors that interleave by wall-clock timing, so two live runs of the same seed never trade exactly
-alike. This driver holds the *same* library objects the actors hold — :class:`AnalyticsEngine` per
-symbol, :class:`ImbalanceMomentumStrategy`, :class:`RiskGate`, :class:`OrderRouter` over a Redis
-:class:`ExecutionStore`, :class:`SimBroker` priced by a pricing-only :class:`SyntheticMarket` twin —
-and calls them in one canonical order on a :class:`SimulatedClock`, so a seed always gives
-byte-identical fills, trades and signals. Nothing reads the wall clock for a decision or a stamp:
-``ts_init`` is the step's ``ts_event`` everywhere and the router's ``wall_ns`` is the simulated clock.
+actors that, in the normal paced mode, interleave by wall-clock timing, so two paced runs of the
+same seed never trade exactly alike. This driver holds the *same* library objects the actors hold —
+:class:`AnalyticsEngine` per symbol, the strategies, the :class:`RiskDesk` (a :class:`RiskGate` with
+the risk actor's :class:`AccountMonitor` as its correlation source and P&L book / equity curve for
+the daily-loss and drawdown breakers), :class:`OrderRouter` over a Redis :class:`ExecutionStore`,
+:class:`SimBroker` priced by a pricing-only :class:`SyntheticMarket` twin — and calls them in the
+canonical order of :mod:`quanticity.lockstep` on a :class:`SimulatedClock`, so a seed always gives
+byte-identical fills, trades and signals. Nothing reads the wall clock for a decision: ``ts_init``
+is the step's ``ts_event`` wherever this driver stamps, and the router's ``wall_ns`` is the
+simulated clock (the SPEC strategies' library stamps a signal's ``ts_init`` from the wall clock;
+no output carries it).
 
-Canonical order, per feed step (``ts`` = the step's ``ts_event``):
+Per feed step (``ts`` = the step's ``ts_event``), the stages of :mod:`quanticity.lockstep`:
 
 1. ``market.step(ts_init=ts)``; the clock is set to ``ts``;
-2. the signal list of the step starts with the exit signals the previous router tick produced
-   (sorted by contract key);
-3. for each symbol in sorted order: ``engine.on_batch(batch)``; if
-   ``engine.features.snapshot_due(last_event_ns)`` → ``engine.snapshot(now, ts)`` →
-   ``strategy.on_features(snap, now_ns=snap.ts_event, ts_init=ts)``; a signal is de-duplicated
-   exactly like the StrategyActor does (``SignalQueue.enqueue_once`` on ``signals:dedupe:<id>``)
-   and, when new, appended to the step's list;
-4. the risk gate judges the step's signals in list order at ``now = ts``: exposure read like
-   ``RiskGateActor._read_exposure`` (cached by the store version, as the actor does), the daily-loss
-   breaker checked, ``gate.evaluate``; an approved intent goes to ``OrderRouter.submit`` whose broker
-   is the in-process :class:`SimBroker` (``place`` is synchronous);
-5. the venue takes the step's marks exactly like ``SimBrokerActor.on_marks`` (``apply_marks`` on the
-   pricing twin, ``option_quote`` for bid/ask) and matches working orders; fills go to
-   ``OrderRouter.on_fills``;
-6. when ``feed.router_tick_every_s`` of simulated time has passed since the last tick, the router's
-   exit logic runs like ``OrderRouterActor.on_tick`` (missed-execution catch-up, quotes of the open
-   positions from the pricing twin, ``exit_signals``, de-duplication); new exits wait for step 2 of
-   the next step;
-7. the equity curve is sampled (realized + open positions at the pricing twin's mids).
+2. alternative data due by ``ts`` to the SPEC strategies and (``VOL_CLOSE``) the engines;
+3. for each symbol in sorted order: ``engine.on_batch(batch)``; if a snapshot is due →
+   ``engine.snapshot(now, ts)`` → each strategy trading the symbol (legacy rule first), whose signals
+   are enqueued into ``signals:stream`` exactly like the StrategyActor does (``enqueue_once`` /
+   ``AtomicEnqueuer``);
+4. ``RiskGateActor.step``: the desk books ``trades:fills`` into the P&L book, samples the step's
+   underlying quotes, marks the book when the router revalued, runs the breakers, then drains
+   ``signals:stream`` (the previous tick's exits, then this step's entries) at ``now = ts``; each
+   approval goes to ``OrderRouter.submit_entry`` (worked from the venue's current quote) or
+   ``submit`` before the next signal is judged;
+5. the venue takes the step's marks exactly like ``SimBrokerActor.match`` and matches working
+   orders; fills go to ``OrderRouter.on_fills``;
+6. when due (:class:`~quanticity.lockstep.TickSchedule`), the router ticks like
+   ``OrderRouterActor.on_tick`` and its exits are enqueued by contract key, for step 4 of the next step;
+7. the equity curve of the summary is sampled (realized + open positions at the pricing twin's mids).
 
-Where this differs from the live actors (a live-vs-backtest comparison must allow for these):
+**Lock-step live runs** (``RunSpec.lockstep``, ``quanticity run --lockstep``) run exactly these
+stages, stage by stage, through the actors: for trades there is no difference —
+``tests/integration/test_live_vs_backtest.py`` asserts equal fills, positions, realized P&L and
+judged signals with their decisions. Only stamps and side effects differ (see below).
 
-* **Matching cadence.** Live, the venue matches once per feed *flush* (every ``flush_ms`` of wall
+Where this differs from the **paced** live actors (a paced comparison must allow for these):
+
+* **Matching cadence.** Paced, the venue matches once per feed *flush* (every ``flush_ms`` of wall
   time or ``max_steps_per_flush`` steps) at the marks of the flush's last step, and an order can
   first fill at the flush *after* the one that produced its signal. Here the venue matches every
   step, and an order submitted in step ``t`` can fill at step ``t``'s marks. Passive fills draw
   from the venue's seeded generator once per working order per matching round, so the number of
-  rounds changes which draws fill: fill times and passive fills differ from live.
-* **Router ticks** are checked every step (exactly every ``router_tick_every_s``); live they are
-  checked once per flush, so ticks land on flush boundaries. Live exits enter the stream whenever
-  the router actor runs its tick; here they are judged at the start of the next step, before that
-  step's entries.
-* **Risk "now".** Live the gate judges at the feed's last published ``system:clock`` (the last step
-  of a flush, later if the gate lags) with whatever fills the router has booked by then; here
-  ``now`` is the signal's step and every fill of earlier steps is booked. This moves the
-  order-rate window, the 0DTE cut-off boundary, input age and intent timestamps.
-* **Signal order into the gate.** Live it is stream arrival order (symbols interleave by timing);
-  here exits (by contract key) then entries (by symbol). The *set* of entry signals and their ids
-  is the same as live: snapshots are decided per batch and the strategy's only state is a
-  per-symbol cooldown, so interleaving cannot change which signals fire.
-* **Exposure sums** iterate positions sorted by contract key (live: Redis hash order, which varies
-  between server starts); only the last bits of float sums can differ.
-* **Skipped side effects** that decide nothing: analytics metric snapshots and checkpoints,
-  strategy checkpoints, raw snapshots, feed checkpoints, ``system:clock``, venue persistence
-  (``sim:broker:*``), the risk audit stream and alerts (decisions go to ``signals.parquet``,
-  breaker alerts are counted). The gate uses :class:`MemoryRiskStore` instead of the Redis one.
+  rounds changes which draws fill: fill times and passive fills differ from paced runs.
+* **Router ticks** are checked once per flush when paced, so ticks land on flush boundaries; paced
+  exits enter the stream whenever the router actor runs its tick and are judged whenever the
+  gate's follower reads them.
+* **Risk "now".** Paced, the gate judges at the feed's last published ``system:clock`` (the last
+  step of a flush, later if the gate lags) with whatever fills the router and the P&L follower have
+  booked by then; its monitor samples quotes from the raw snapshots every 0.2 s of wall time. Here
+  ``now`` is the signal's step, every fill of earlier steps is booked, and the quotes are the step's.
+  This moves the order-rate window, the 0DTE cut-off boundary, input age, intent timestamps, the
+  correlation window's samples and the breakers' timing.
+* **Signal order into the gate.** Paced it is stream arrival order (symbols and strategies
+  interleave by timing); here exits (by contract key) then entries (by symbol, then strategy). The
+  *set* of entry signals is the same: snapshots are decided per batch and strategy state is per
+  strategy, so interleaving cannot change which signals fire (only, through the gate, which pass).
+* **Skipped side effects** that decide nothing (also true against lock-step runs): analytics metric
+  snapshots and checkpoints, strategy checkpoints, raw snapshots, feed checkpoints,
+  ``system:clock``, venue persistence (``sim:broker:*``), P&L book and correlation persistence
+  (``pnl:*``), the risk audit stream and alerts (decisions go to ``signals.parquet``, breaker alerts
+  are counted). The gate uses :class:`MemoryRiskStore` instead of the Redis one (the same state,
+  not persisted).
+* **Stamps** (also against lock-step runs): the live actors stamp heartbeats, audit and alert
+  entries, supervisor events and the SPEC strategies' signal ``ts_init`` from the wall clock; in
+  lock-step every other ``ts_init`` (batches, marks, snapshots, legacy signals, fills, router records
+  and exits) is the step's simulated time, as here.
 * **No faults:** the router is reconciled once against an empty venue; no restarts, no retries.
 * **Session end:** open positions are valued at the pricing twin's final mids (not written to
-  Redis); exit signals of the final tick are recorded as ``SESSION_END`` (never judged).
+  Redis); exit signals of the final tick are recorded as ``SESSION_END`` (never judged) — a
+  lock-step live run leaves the same signals in the stream, unjudged.
 
 Outputs (``out_dir``): ``fills``, ``trades`` (round trips, flat to flat), ``signals`` (with the
 gate's decision) and ``pnl`` (per ET day and strategy) as Parquet with fixed schemas, rows in
@@ -99,8 +110,15 @@ from quanticity.execution.pnl import trading_day
 from quanticity.execution.positions import Position, apply_fill
 from quanticity.execution.router import OrderRouter
 from quanticity.execution.store import ExecutionStore
+from quanticity.lockstep import (
+    AltDataCursor,
+    TickSchedule,
+    sorted_exits,
+    step_quotes,
+    tick_contracts,
+    vol_close_by_symbol,
+)
 from quanticity.messages import (
-    AltDataKind,
     Direction,
     Fill,
     MarketBatch,
@@ -111,9 +129,12 @@ from quanticity.messages import (
     Side,
     Signal,
     UnderlyingMark,
+    decode,
     encode,
 )
-from quanticity.risk.gate import Exposure, MemoryRiskStore, RiskGate
+from quanticity.risk.account import AccountMonitor
+from quanticity.risk.desk import Judgement, RiskDesk
+from quanticity.risk.gate import MemoryRiskStore, RiskGate
 from quanticity.session import RunSpec, plan_session
 from quanticity.sim.altdata import session_alt_data
 from quanticity.sim.broker import SimBroker
@@ -377,20 +398,26 @@ class _Backtest:
         self.strategies: list[Strategy] = [build_strategy(cfg) for cfg in config.trading.strategies.enabled()]
         self.queue = SignalQueue(client)
         self.enqueuer = AtomicEnqueuer(client)
-        self.alt_events = session_alt_data(config, self.symbols, session_date, spec.seed)
-        self.alt_cursor = 0
+        self.alt_data = AltDataCursor(session_alt_data(config, self.symbols, session_date, spec.seed))
+        # the risk actor's gate: correlation from the account's returns window, the drawdown and
+        # daily-loss breakers on the account's P&L book and equity curve (no persistence here)
+        self.account = AccountMonitor(config.trading.risk)
         self.gate = RiskGate(
-            config.trading.risk, MemoryRiskStore(), limit_offset=config.trading.execution.limit_offset_of_spread
+            config.trading.risk,
+            MemoryRiskStore(),
+            limit_offset=config.trading.execution.limit_offset_of_spread,
+            correlation=self.account,
         )
         self.gate.restore_rate_window(self.clock.now_ns())
         self.venue = _Venue(config, spec)
         self.store = ExecutionStore(client)
+        self.desk = RiskDesk(self.gate, self.account, self.store)
+        self.desk.symbols.update(self.symbols)
         self.router = OrderRouter(
             self.store, self.venue.broker, config.trading.execution, self.clock.now_ns, clock=self.clock, brackets=True
         )
         self.router.reconcile()  # an empty venue: makes the router ready, as the actor does at start
-        self.tick_every_ns = config.system.feed.router_tick_every_s * NS  # a float, compared as the feed does
-        self._exposure_cache: tuple[int, Exposure] | None = None
+        self.tick_schedule = TickSchedule(config.system.feed.router_tick_every_s, spec.sim_start_ns)
 
         # what the run observed
         self.events = 0
@@ -403,9 +430,9 @@ class _Backtest:
         self.breaker_alerts: Counter[str] = Counter()
         self.signals: list[_SignalRecord] = []
         self.by_order_ref: dict[str, _SignalRecord] = {}
-        self.pending_exits: list[Signal] = []
         self.fills: list[_FillRecord] = []
         self.rejected_fills = 0
+        self.rejected_pnl_fills = 0  # fills the risk desk's P&L book refused (never expected)
         # an in-memory ledger, replaying the store's own apply_fill, so the equity curve never reads Redis
         self.positions: dict[str, Position] = {}
         self.owner: dict[str, str] = {}
@@ -419,50 +446,44 @@ class _Backtest:
     def run(self, on_step: Callable[[_Backtest], None] | None = None) -> None:
         """Step the session to its end in the canonical order."""
         spec = self.spec
-        last_tick_ns = self.market.now_ns
         while self.market.now_ns < spec.sim_end_ns:
             ts = self.market.now_ns + spec.step_ns
             batches = self.market.step(ts)
             self.clock.set(ts)
             self.steps += 1
-            step_signals, self.pending_exits = self.pending_exits, []
             self._deliver_alt_data(ts)
             for symbol in sorted(batches):
                 for signal in self._analyse(symbol, batches[symbol], ts):
-                    if self._enqueue(signal):
-                        step_signals.append(signal)
-            for signal in step_signals:
-                self._judge(signal, ts)
+                    self._enqueue(signal)
+            self._risk_step(ts, batches)
             fills = self.venue.on_marks(self.market.marks(ts), ts)
             if fills:
                 self._book(fills)
-            if ts - last_tick_ns >= self.tick_every_ns:
+            if self.tick_schedule.due(ts):
                 self._tick(ts)
-                last_tick_ns = ts
+                self.tick_schedule.ticked(ts)
             self._sample_equity()
             if on_step is not None:
                 on_step(self)
-        for signal in self.pending_exits:  # produced by the final tick: no step left to judge them
-            self.signals.append(_SignalRecord(seq=len(self.signals), signal=signal))
-        self.pending_exits = []
+        # exits of the final tick are still in the stream: no step left to judge them
+        cursor = self.client.get(keys.RISK_CURSOR) or "0-0"
+        for _, fields in self.client.xrange(keys.SIGNALS_STREAM, min=f"({cursor}"):
+            self.signals.append(_SignalRecord(seq=len(self.signals), signal=decode(fields["signal"], Signal)))
         self.final_marks = self._marks()
 
     def _deliver_alt_data(self, now: int) -> None:
-        """FeedActor._deliver_alt_data: every alternative-data event that has happened by ``now``."""
-        end = self.alt_cursor
-        while end < len(self.alt_events) and self.alt_events[end].ts_event <= now:
-            end += 1
-        if end == self.alt_cursor:
+        """FeedActor's lock-step alt-data stage: every alternative-data event that has happened by ``now``."""
+        batch = self.alt_data.due(now)
+        if not batch:
             return
-        batch = self.alt_events[self.alt_cursor : end]
         for strategy in self.strategies:
             for event in batch:
                 strategy.on_alt_data(event)
-        for event in batch:  # SymbolAnalyticsActor.on_alt_data: closing vol history for IV rank
-            if event.kind is AltDataKind.VOL_CLOSE and event.symbol in self.engines:
-                self.engines[event.symbol].on_vol_close(event)
+        for symbol, events in vol_close_by_symbol(batch).items():  # closing vol history for IV rank
+            if symbol in self.engines:
+                for event in events:
+                    self.engines[symbol].on_vol_close(event)
         self.alt_delivered += len(batch)
-        self.alt_cursor = end
 
     def _analyse(self, symbol: str, batch: MarketBatch, ts: int) -> list[Signal]:
         """SymbolAnalyticsActor.on_batches for one batch, then StrategyActor.on_features for each
@@ -501,41 +522,37 @@ class _Backtest:
         self.signals_by_strategy[signal.strategy] += 1
         return True
 
-    def _judge(self, signal: Signal, now: int) -> None:
-        """RiskGateActor._handle: breaker check, evaluate, hand an approval to the router."""
-        exposure = self._exposure()
-        breaker = self.gate.daily_loss_check(exposure, now)
-        if breaker is not None:
-            self.breaker_alerts[breaker] += 1
-        decision, intent = self.gate.evaluate(signal, exposure, now)
-        record = _SignalRecord(seq=len(self.signals), signal=signal, judged_ns=now, decision=decision, intent=intent)
-        self.signals.append(record)
-        if intent is not None:
-            self.by_order_ref[intent.order_ref] = record
-            if intent.side is Side.BUY:  # OrderRouterActor.submit: entries are worked from the quote
-                self.router.submit_entry(intent, self.venue.quote(intent.contract))
-            else:
-                self.router.submit(intent)
+    def _risk_step(self, now: int, batches: dict[str, MarketBatch]) -> None:
+        """``RiskGateActor.step``: book the fills so far, sample the step's quotes, mark the book, run the
+        breakers, then judge the stream's signals at ``now``, each approval sent before the next."""
+        self.desk.book_fills(self.client, lambda _entry, _outcome: self._count_rejected())
+        for alert in self.desk.monitor(now, step_quotes(batches)):
+            self.breaker_alerts[alert.level] += 1
+        self.desk.drain_signals(self.client, now, self._deliver, self._record)
 
-    def _exposure(self) -> Exposure:
-        """RiskGateActor._exposure/_read_exposure, iterating positions in contract-key order."""
-        version = self.store.version()
-        if self._exposure_cache is not None and self._exposure_cache[0] == version:
-            return self._exposure_cache[1]
-        stored = self.store.positions()
-        positions = [stored[k] for k in sorted(stored)]
-        by_direction: dict[Direction, int] = {}
-        for position in positions:
-            by_direction[position.direction] = by_direction.get(position.direction, 0) + 1
-        exposure = Exposure(
-            open_by_direction=by_direction,
-            position_qty={p.contract.key: p.quantity for p in positions},
-            realized_pnl=self.store.realized_pnl().get("total", 0.0),
-            unrealized_pnl=sum(p.unrealized for p in positions),
-            premium_at_risk=sum(p.avg_price * p.quantity * 100 for p in positions),
+    def _count_rejected(self) -> None:
+        self.rejected_pnl_fills += 1
+
+    def _record(self, judgement: Judgement) -> None:
+        for alert in judgement.alerts:
+            self.breaker_alerts[alert.level] += 1
+        record = _SignalRecord(
+            seq=len(self.signals),
+            signal=judgement.signal,
+            judged_ns=judgement.now_ns,
+            decision=judgement.decision,
+            intent=judgement.intent,
         )
-        self._exposure_cache = (version, exposure)
-        return exposure
+        self.signals.append(record)
+        if judgement.intent is not None:
+            self.by_order_ref[judgement.intent.order_ref] = record
+
+    def _deliver(self, intent: OrderIntent) -> None:
+        """OrderRouterActor.submit: entries are worked from the venue's quote, exits go out as they are."""
+        if intent.side is Side.BUY:
+            self.router.submit_entry(intent, self.venue.quote(intent.contract))
+        else:
+            self.router.submit(intent)
 
     def _book(self, fills: Sequence[Fill]) -> None:
         """Push the venue's executions to the router; mirror what it booked in the in-memory ledger."""
@@ -592,18 +609,18 @@ class _Backtest:
         broker = self.venue.broker
         if broker.execution_count != self.store.booked_count():
             self.router.on_fills(broker.executions())
-        contracts = {p.contract.key: p.contract for p in self.store.positions().values()}
-        contracts.update({o.intent.contract.key: o.intent.contract for o in self.router.entries.working()})
+        contracts = tick_contracts(
+            (p.contract for p in self.store.positions().values()),
+            (o.intent.contract for o in self.router.entries.working()),
+        )
         if not contracts:
             return
-        quotes = self.venue.quotes(contracts[k] for k in sorted(contracts))
-        for signal in sorted(self.router.on_tick(quotes, now, now), key=lambda s: s.contract.key):
+        quotes = self.venue.quotes(contracts)
+        for signal in sorted_exits(self.router.on_tick(quotes, now, now)):
             entry = self.queue.enqueue_once(  # the router actor's de-duplication of exits
                 keys.signal_dedupe(signal.signal_id), keys.SIGNALS_STREAM, encode(signal).decode(), SIGNAL_TTL_S
             )
-            if entry is not None:
-                self.pending_exits.append(signal)
-            else:
+            if entry is None:
                 self.duplicate_signals += 1
 
     def _marks(self) -> dict[str, float]:
@@ -881,6 +898,7 @@ def _summary(
         "duplicate_places": bt.venue.broker.duplicate_places,
         "fills": len(bt.fills),
         "rejected_fills": bt.rejected_fills,
+        "rejected_pnl_fills": bt.rejected_pnl_fills,
         "trades": len(trades),
         "trades_closed": len(closed),
         "open_positions": open_positions,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -25,7 +26,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from actors.common import FEED, RISK, SUPERVISOR
+from actors.common import BROKER, FEED, RISK, SUPERVISOR
+from actors.fetcher import FETCHER
+from actors.venues import VENUES
 from quanticity import keys
 from quanticity.config import ConfigError, QuanticityConfig, load_config
 from quanticity.execution.store import ExecutionStore
@@ -33,7 +36,9 @@ from quanticity.observability.metrics import QuanticityCollector, read_heartbeat
 from quanticity.session import RunSpec, plan_session
 from quanticity.store.client import connect
 from quanticity.store.embedded import EmbeddedRedis
+from quanticity.venues.profile import check_live_environment
 from supervisors.launch import start_system, stop_system, wait_until_quiet
+from supervisors.ops_run import embedded_twins, print_ops_summary
 
 STATE_FILE = Path("var/current.json")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
@@ -57,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=parse_duration, default=None, help="simulated session length, e.g. 30m")
     run.add_argument("--seed", type=int, default=None, help="seed of the synthetic market")
     run.add_argument("--symbols", default=None, help="comma-separated subset of the universe")
+    run.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="deterministic lock-step run: each feed step completes in the backtest's order before the next",
+    )
+    run.add_argument(
+        "--live",
+        action="store_true",
+        help="venue.kind live: a real TWS (IB_HOST/IB_PORT) and the real UW/AV APIs, credentials from the environment",
+    )
     sub.add_parser("status", help="topology, per-actor health and trading state of a running system")
     flatten = sub.add_parser("flatten", help="EMERGENCY: halt trading, cancel every order, close every position")
     flatten.add_argument("--yes", action="store_true", help="confirm: this sells every open position at the bid")
@@ -78,6 +93,7 @@ class Session:
         self.redis_url = ""
         self.dashboard_url = ""
         self.supervisor: Any = None
+        self.env: dict[str, str] | None = None  # secrets of the publishers/overseer/admin (embedded: the twins)
 
     def start(self) -> None:
         cfg = self.config.system
@@ -125,7 +141,7 @@ class Session:
                 }
             )
         )
-        self.supervisor = start_system(self.config, self.spec, self.redis_url)
+        self.supervisor = start_system(self.config, self.spec, self.redis_url, env=self.env)
 
     def stop(self) -> None:
         if self.supervisor is not None:
@@ -157,7 +173,40 @@ def collect_summary(client: redis.Redis) -> dict[str, Any]:
         "restarts": {k: int(v) for k, v in client.hgetall(keys.RESTARTS).items()},
         "trading_state": client.hget(keys.TRADING_STATE, "state") or "ACTIVE",
         "risk_decisions": _decision_counts(beats),
+        "venue": venue_summary(beats),
     }
+
+
+def venue_summary(beats: dict[str, dict[str, float]]) -> dict[str, str]:
+    """What the venues did (``tws``/``live``), from the broker's, venue host's and fetcher's heartbeats."""
+    broker, venues, fetcher, feed = (beats.get(n, {}) for n in (BROKER, VENUES, FETCHER, FEED))
+    out: dict[str, str] = {}
+    if "link_ready" in broker:
+        out["IBKR orders (ib_async)"] = (
+            f"placed {int(broker.get('ibkr_placed', 0))}, fills {int(broker.get('executions', 0))}, "
+            f"replaces {int(broker.get('ibkr_replaces', 0))}, reconciles {int(broker.get('ibkr_reconciles', 0))}"
+        )
+        out["IBKR reconnects"] = (
+            f"execution {int(broker.get('count_disconnects', 0))}, ingestion {int(feed.get('count_disconnects', 0))}"
+        )
+    if venues:
+        out["TWS simulator"] = (
+            f"orders {int(venues.get('tws_orders', 0))}, executions {int(venues.get('tws_executions', 0))}, "
+            f"pacing violations {int(venues.get('tws_pacing_violations', 0))}"
+        )
+    if "link_ready" in feed:
+        accepted = sum(v for k, v in feed.items() if k.startswith("accepted_"))
+        rejected = sum(v for k, v in feed.items() if k.startswith("rejected_"))
+        out["IBKR market data"] = f"accepted {int(accepted):,}, rejected {int(rejected):,}"
+    for source in ("unusual_whales", "alpha_vantage"):
+        if f"{source}_requests" in fetcher:
+            requests = int(fetcher[f"{source}_requests"])
+            throttled = int(fetcher.get(f"{source}_responses_429", 0))
+            errors = int(fetcher.get(f"{source}_errors_total", 0))
+            out[f"fetcher {source}"] = f"requests {requests}, 429s {throttled}, errors {errors}"
+    if "uw_socket_connects" in fetcher:
+        out["fetcher UW socket"] = f"connects {int(fetcher['uw_socket_connects'])}"
+    return out
 
 
 def _decision_counts(beats: dict[str, dict[str, float]]) -> dict[str, int]:
@@ -188,13 +237,17 @@ def command_run(config: QuanticityConfig, args: argparse.Namespace, console: Con
         args.seed if args.seed is not None else config.system.system.seed,
         speed=args.speed,
         duration_s=args.duration,
+        lockstep=bool(getattr(args, "lockstep", False)),
     )
     run_dir = Path("var/runs") / time.strftime("%Y%m%dT%H%M%S")
+    twins, config, env = embedded_twins(config, args, run_dir)  # Telegram/Discord/Anthropic twins on 127.0.0.1
     session = Session(config, spec, run_dir)
+    session.env = env
     console.print(
         f"[bold]Quanticity[/] simulated session {spec.session_date}, speed "
-        f"{'unpaced' if not spec.paced else f'{spec.speed:g}x'}, seed {spec.seed}, "
-        f"{len(config.system.universe.symbols)} symbols"
+        f"{'unpaced' if not spec.paced else f'{spec.speed:g}x'}{', lock-step' if spec.lockstep else ''}, "
+        f"seed {spec.seed}, "
+        f"{len(config.system.universe.symbols)} symbols, venue {config.system.venue.kind}"
     )
     started = time.monotonic()
     try:
@@ -219,13 +272,17 @@ def command_run(config: QuanticityConfig, args: argparse.Namespace, console: Con
                 if progress.get("done"):
                     break
                 time.sleep(0.5)
-        wait_until_quiet(client)
+        if not spec.lockstep:  # lock-step: every stage was awaited; the final tick's exits stay unjudged
+            wait_until_quiet(client)
         ray.get(session.supervisor.check_children.remote())  # final heartbeats into Redis
         summary = collect_summary(client)
         _print_summary(console, summary, session, config, time.monotonic() - started)
+        print_ops_summary(console, read_heartbeats(client), config, twins)
         return 0
     finally:
         session.stop()
+        if twins is not None:
+            twins.stop()
 
 
 def _print_summary(
@@ -242,6 +299,9 @@ def _print_summary(
     table.add_row("open positions", ", ".join(f"{k} x{v}" for k, v in summary["open_positions"].items()) or "none")
     table.add_row("restarts", str(sum(summary["restarts"].values())))
     table.add_row("trading state", summary["trading_state"])
+    table.add_row("venue", config.system.venue.kind)
+    for label, value in summary.get("venue", {}).items():
+        table.add_row(label, value)
     table.add_row("wall time", f"{wall_s:.1f} s")
     table.add_row("Ray dashboard", session.dashboard_url)
     table.add_row("channel log", str(Path(config.distribution.log_dir).resolve()))
@@ -330,6 +390,23 @@ def command_emergency(config: QuanticityConfig, args: argparse.Namespace, consol
     return 0 if result.get("ok") else 1
 
 
+def check_venue(config: QuanticityConfig, args: argparse.Namespace) -> None:
+    """Refuse a run its venue cannot serve: ``live`` without its credentials, ``tws`` unpaced."""
+    if args.command != "run":
+        return
+    venue = config.system.venue
+    if venue.kind == "live":
+        check_live_environment(venue, os.environ)
+    speed = args.speed if args.speed is not None else config.system.session.speed
+    if venue.kind != "sim" and speed <= 0:
+        raise ConfigError(
+            f"--speed {speed:g}: venue.kind {venue.kind} runs on a paced clock (the TWS simulator or the real "
+            "market); use a positive speed, or venue.kind sim for an unpaced run"
+        )
+    if venue.kind != "sim" and getattr(args, "lockstep", False):
+        raise ConfigError(f"--lockstep: the lock-step mode drives the simulated feed; venue.kind is {venue.kind}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``quanticity`` console script."""
     args = _parser().parse_args(argv)
@@ -344,8 +421,12 @@ def main(argv: list[str] | None = None) -> int:
                 "long_dated": [s for s in chosen if s not in base.zero_dte],
             }
         }
+    if getattr(args, "live", False):
+        overrides.setdefault("system", {})["venue"] = {"kind": "live"}
     try:
         config = load_config(args.config_dir, overrides=overrides)
+        args.config_overrides = overrides  # the embedded run reloads with the loopback twins' channels on top
+        check_venue(config, args)
     except ConfigError as exc:
         print(f"configuration error\n{exc}", file=sys.stderr)
         return 2

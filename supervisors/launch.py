@@ -17,10 +17,16 @@ from quanticity.session import RunSpec
 from supervisors.root import RootSupervisor, supervisor_options
 
 
-def start_system(config: QuanticityConfig, spec: RunSpec, redis_url: str, start: bool = True) -> Any:
-    """Create (or adopt) the root supervisor; it builds the topology. ``start`` begins the session."""
+def start_system(
+    config: QuanticityConfig, spec: RunSpec, redis_url: str, start: bool = True, env: dict[str, str] | None = None
+) -> Any:
+    """Create (or adopt) the root supervisor; it builds the topology. ``start`` begins the session.
+
+    ``env`` is handed to the children that read secrets (publishers, overseer, admin) as their
+    environment — how the embedded run and the tests point them at the loopback twins.
+    """
     supervisor = RootSupervisor.options(**supervisor_options(config.system.system.namespace)).remote(
-        config, spec, redis_url
+        config, spec, redis_url, env
     )
     ray.get(supervisor.info.remote())  # the constructor built (or adopted) the whole topology
     if start:

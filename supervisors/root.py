@@ -26,6 +26,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.admin import AdminActor
 from actors.analytics import SymbolAnalyticsActor
 from actors.broker import SimBrokerActor
 from actors.common import (
@@ -39,10 +40,16 @@ from actors.common import (
     strategy_name,
 )
 from actors.feed import SimFeedActor
+from actors.fetcher import FETCHER, FetcherActor
+from actors.ibkr_broker import IbkrBrokerActor
+from actors.ibkr_feed import IbkrFeedActor
+from actors.ops_control import ADMIN, OVERSEER
+from actors.overseer import OverseerActor
 from actors.publisher import PublisherActor
 from actors.risk import RiskGateActor
 from actors.router import OrderRouterActor
 from actors.strategy import StrategyActor
+from actors.venues import VENUES, VenueHostActor
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.observability.logs import configure_logging
@@ -58,11 +65,31 @@ ACTOR_CLASSES = {
     "strategy": StrategyActor,
     "analytics": SymbolAnalyticsActor,
     "feed": SimFeedActor,
+    "overseer": OverseerActor,
+    "admin": AdminActor,
+    "venues": VenueHostActor,
+    "fetcher": FetcherActor,
 }
+#: the venue clients of ``venue.kind`` tws/live, under the same names and kinds as the simulated ones
+IBKR_CLASSES = {"feed": IbkrFeedActor, "broker": IbkrBrokerActor}
 EMERGENCY_TIMEOUT_S = 60.0
 """How long an emergency step may take before it is reported as failed."""
 #: creation order: downstream first, so nothing sends to an actor that does not exist yet
-CREATION_ORDER = ["broker", "router", "risk", "publisher", "strategy", "analytics", "feed"]
+CREATION_ORDER = [
+    "venues",
+    "broker",
+    "router",
+    "risk",
+    "publisher",
+    "overseer",
+    "admin",
+    "strategy",
+    "analytics",
+    "feed",
+    "fetcher",
+]
+#: kinds that read secrets (bot tokens, webhook URLs, the model key) from their environment
+SECRET_KINDS = frozenset({"publisher", "overseer", "admin"})
 
 
 @dataclass
@@ -81,10 +108,15 @@ class Child:
 class RootSupervisor:
     """See the module docstring."""
 
-    def __init__(self, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
+    def __init__(
+        self, config: QuanticityConfig, spec: RunSpec, redis_url: str, env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.spec = spec
         self.redis_url = redis_url
+        # environment variables (secrets of the channels, the admin bot and the model) given to the
+        # children of SECRET_KINDS; None = they inherit the cluster's environment
+        self.env = dict(env or {})
         self.namespace = config.system.system.namespace
         self.redis = connect(redis_url)
         self.log = configure_logging(config.system.system.log_level, "supervisor")
@@ -111,11 +143,20 @@ class RootSupervisor:
         cfg = self.config
         wanted = [Child(BROKER, "broker"), Child(ROUTER, "router"), Child(RISK, "risk")]
         wanted += [Child(publisher_name(c), "publisher", c) for c in cfg.distribution.channels]
+        if cfg.ops.overseer_enabled:
+            wanted.append(Child(OVERSEER, "overseer"))
+        if cfg.ops.admin_enabled:
+            wanted.append(Child(ADMIN, "admin"))
         if cfg.trading.strategy.enabled:
             wanted.append(Child(strategy_name(cfg.trading.strategy.name), "strategy", cfg.trading.strategy.name))
         wanted += [Child(strategy_name(s.name), "strategy", s.name) for s in cfg.trading.strategies.enabled()]
         wanted += [Child(analytics_name(s), "analytics", s) for s in cfg.system.universe.symbols]
         wanted.append(Child(FEED, "feed"))
+        venue = cfg.system.venue
+        if venue.kind == "tws":  # the loopback TWS simulator and UW/AV twins, before their clients
+            wanted.insert(0, Child(VENUES, "venues"))
+        if venue.kind != "sim" and venue.fetcher:
+            wanted.append(Child(FETCHER, "fetcher"))
         return wanted
 
     def _build(self) -> None:
@@ -184,13 +225,17 @@ class RootSupervisor:
 
     def _create(self, child: Child, wait: bool = True) -> None:
         cls = ACTOR_CLASSES[child.kind]
+        if self.config.system.venue.kind != "sim":
+            cls = IBKR_CLASSES.get(child.kind, cls)
         options: dict[str, Any] = {"name": child.name, "namespace": self.namespace, "lifetime": "detached"}
         if child.kind == "analytics" and child.node:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(child.node, soft=False)
+        if self.env and child.kind in SECRET_KINDS:
+            options["runtime_env"] = {"env_vars": dict(self.env)}
         args: list[Any] = [child.name, self.config, self.spec, self.redis_url]
         if child.kind in ("analytics", "publisher", "strategy"):
             args.append(child.key)
-        if child.kind == "feed":
+        if child.kind in ("feed", "venues"):
             symbols = [c.key for c in self.children.values() if c.kind == "analytics" and c.key]
             args.append(symbols or list(self.config.system.universe.symbols))
         deadline = time.monotonic() + 30

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
 
 from quanticity.config import QuanticityConfig, load_config
 from quanticity.store.client import connect
 from quanticity.store.embedded import EmbeddedRedis
+
+# Property tests draw the same examples on every run (seeded from each test's name): CI must not
+# pass or fail by luck. Widen the search locally with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture(scope="session")

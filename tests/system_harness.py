@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from quanticity.clock import SimulatedClock
 from quanticity.config import QuanticityConfig, load_config
 from quanticity.session import RunSpec, plan_session
 
@@ -16,9 +17,21 @@ SESSION_DAY = date(2026, 11, 20)
 
 
 def system_config(
-    tmp_path: Path, symbols: tuple[str, ...] = ("SPY", "QQQ", "AAPL"), **trading: Any
+    tmp_path: Path,
+    symbols: tuple[str, ...] = ("SPY", "QQQ", "AAPL"),
+    ops: dict[str, Any] | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
+    venue: str = "sim",
+    **trading: Any,
 ) -> QuanticityConfig:
-    """A small, fast, aggressive configuration in its own Ray namespace (actor names never clash)."""
+    """A small, fast, aggressive configuration in its own Ray namespace (actor names never clash).
+
+    The overseer and the admin actor are off unless ``ops`` (merged over ``config/ops.yaml``)
+    enables them; ``extra`` maps a config file stem to more overrides (e.g. the loopback twins'
+    channels from :meth:`supervisors.twins.LoopbackTwins.overrides`). ``venue`` is ``system.yaml →
+    venue.kind``: ``sim`` (default: the embedded SimFeed + SimBroker) or ``tws`` (the TWS simulator and
+    UW/AV twins through ib_async and the fetcher; use a paced :func:`session_spec` with it).
+    """
     zero_dte = [s for s in symbols if s in ("SPX", "SPY", "QQQ", "IWM")]
     strategy = {
         "imbalance_threshold": 0.2,
@@ -34,19 +47,43 @@ def system_config(
             "session": {"date": SESSION_DAY.isoformat(), "speed": 0, "step_ms": 1000},
             "supervisor": {"heartbeat_interval_s": 0.3, "ping_timeout_s": 3.0, "hung_after_missed": 3},
             "feed": {"flush_ms": 5, "max_steps_per_flush": 20, "router_tick_every_s": 5, "checkpoint_every_s": 30},
+            "venue": {"kind": venue},
         },
         "trading": {"strategy": strategy, "analytics": {"checkpoint_every_s": 10}, **trading},
         "distribution": {"log_dir": str(tmp_path / "channels")},
+        "ops": {"overseer_enabled": False, "admin_enabled": False, **(ops or {})},
     }
+    for stem, values in (extra or {}).items():
+        overrides[stem] = _merge(overrides.get(stem, {}), values)
     return load_config(overrides=overrides)
 
 
-def session_spec(config: QuanticityConfig, minutes: float = 30, start: str = "10:00", seed: int = 11) -> RunSpec:
-    """An unpaced session of ``minutes`` simulated minutes from ``start``."""
-    from datetime import time
+def _merge(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in more.items():
+        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if nested else value
+    return merged
 
-    section = config.system.session.model_copy(update={"start": time.fromisoformat(start), "speed": 0.0})
-    return plan_session(section, seed=seed, duration_s=minutes * 60, speed=0.0)
+
+def session_spec(
+    config: QuanticityConfig,
+    minutes: float = 30,
+    start: str = "10:00",
+    seed: int = 11,
+    speed: float = 0.0,
+    lead_s: float = 0.0,
+) -> RunSpec:
+    """A session of ``minutes`` simulated minutes from ``start``; unpaced unless ``speed`` (tws needs one).
+
+    ``lead_s`` starts the paced clock that many wall seconds from now, so the actors are up and
+    subscribed before the market opens instead of catching up on a burst of missed steps.
+    """
+    from datetime import time as time_of_day
+
+    section = config.system.session.model_copy(update={"start": time_of_day.fromisoformat(start), "speed": speed})
+    wall = SimulatedClock(time.time_ns() + int(lead_s * 1e9))
+    return plan_session(section, seed=seed, duration_s=minutes * 60, speed=speed, wall=wall)
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:

@@ -35,21 +35,31 @@ class AdminConfig(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> AdminConfig:
         """Read ``TELEGRAM_ADMIN_IDS`` and ``TELEGRAM_ADMIN_CHAT``; explicit ``overrides`` win."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        raw_ids = env.get("TELEGRAM_ADMIN_IDS", "").strip()
-        if raw_ids:
-            ids = []
-            for part in raw_ids.split(","):
-                if not part.strip().isdigit():
-                    raise ValueError(f"TELEGRAM_ADMIN_IDS: {part.strip()!r} is not a numeric Telegram user id")
-                ids.append(int(part))
-            values["allowed_user_ids"] = frozenset(ids)
-        raw_chat = env.get("TELEGRAM_ADMIN_CHAT", "").strip()
-        if raw_chat:
-            try:
-                values["admin_chat_id"] = int(raw_chat)
-            except ValueError as exc:
-                raise ValueError(f"TELEGRAM_ADMIN_CHAT: {raw_chat!r} is not a numeric chat id") from exc
+        values: dict[str, object] = env_values(env)
         values.update(overrides)
         return cls.model_validate(values)
+
+
+def env_values(env: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The admin settings the environment supplies (``allowed_user_ids``, ``admin_chat_id``), validated.
+
+    Used by :meth:`AdminConfig.from_env` and by the config loader (which merges them over
+    ``config/ops.yaml``); a malformed value raises ValueError naming the variable and the value.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    raw_ids = env.get("TELEGRAM_ADMIN_IDS", "").strip()
+    if raw_ids:
+        ids = []
+        for part in raw_ids.split(","):
+            if not part.strip().isdigit():
+                raise ValueError(f"TELEGRAM_ADMIN_IDS: {part.strip()!r} is not a numeric Telegram user id")
+            ids.append(int(part))
+        values["allowed_user_ids"] = frozenset(ids)
+    raw_chat = env.get("TELEGRAM_ADMIN_CHAT", "").strip()
+    if raw_chat:
+        try:
+            values["admin_chat_id"] = int(raw_chat)
+        except ValueError as exc:
+            raise ValueError(f"TELEGRAM_ADMIN_CHAT: {raw_chat!r} is not a numeric chat id") from exc
+    return values

@@ -15,7 +15,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from quanticity.config.models import DistributionFile, MarketFile, QuanticityConfig, SystemFile, TradingFile
+from quanticity.admin.config import env_values as admin_env_values
+from quanticity.config.models import (
+    DistributionFile,
+    MarketFile,
+    OpsFile,
+    QuanticityConfig,
+    SystemFile,
+    TradingFile,
+)
 
 #: file stem → model of that file
 CONFIG_FILES: dict[str, type[BaseModel]] = {
@@ -23,6 +31,7 @@ CONFIG_FILES: dict[str, type[BaseModel]] = {
     "market": MarketFile,
     "trading": TradingFile,
     "distribution": DistributionFile,
+    "ops": OpsFile,
 }
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -112,6 +121,14 @@ def load_config(
         raw = _deep_merge(read_yaml(file), overrides.get(stem, {}))
         if stem == "system" and environ.get("REDIS_URL"):
             raw = _deep_merge(raw, {"redis": {"url": environ["REDIS_URL"]}})
+        if stem == "ops":  # the admin allow-list and chat may come from the environment
+            try:
+                admin_env = admin_env_values(environ)
+            except ValueError as exc:
+                problems.append(f"environment: {exc}")
+                continue
+            if admin_env:
+                raw = _deep_merge(raw, {"admin": admin_env})
         try:
             sections[stem] = model.model_validate(raw)
         except ValidationError as exc:

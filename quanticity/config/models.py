@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from quanticity.admin.config import AdminConfig
+from quanticity.overseer.config import OverseerConfig
 from quanticity.strategies.base import StrategyConfig
 from quanticity.strategies.fourteen_day_directional import FourteenDayDirectionalConfig
 from quanticity.strategies.fourteen_day_high_iv import FourteenDayHighIvConfig
@@ -145,6 +147,43 @@ class FeedSection(Strict):
     checkpoint_every_s: PositiveFloat = 60.0
 
 
+class VenueSection(Strict):
+    """Where the system trades and gets its data (SPEC §5, §11).
+
+    ``sim`` is the embedded simulated feed and broker (the fastest path, used by most tests);
+    ``tws`` hosts the TWS/Gateway simulator and the UW/AV loopback twins on 127.0.0.1 and trades
+    through ``ib_async`` and the REST/WS fetcher exactly as live; ``live`` connects to a real TWS and
+    the real APIs with credentials from the environment (``quanticity run --live``).
+    """
+
+    kind: Literal["sim", "tws", "live"] = "sim"
+    ibkr: dict[str, Any] = Field(default_factory=dict)
+    """Settings of :class:`quanticity.venues.ibkr.IbkrConfig` (validated at load; host/port come from
+    the venue host in ``tws`` and from ``IB_HOST``/``IB_PORT`` in ``live``)."""
+    fetcher: bool = True
+    """Run the UW/AV fetcher actor in ``tws``/``live``."""
+    sources: list[str] = Field(
+        default_factory=lambda: ["config/sources/unusual_whales.yaml", "config/sources/alpha_vantage.yaml"]
+    )
+    """Source YAMLs the fetcher runs (relative to the working directory, or absolute)."""
+    option_symbols: list[Ticker] | None = None
+    """Underlyings whose option chains the IBKR feed streams (None = every symbol of the universe)."""
+    depth_rotate_every_s: PositiveFloat = 1.0
+    """Wall seconds between depth-rotation checks of the IBKR feed (the dwell itself is ``ibkr.depth_dwell_s``)."""
+    venue_clock_every_ms: PositiveFloat = 20.0
+    """Wall milliseconds between pacing checks of the hosted TWS simulator."""
+    market_open_wait_s: PositiveFloat = 120.0
+    """The hosted simulator's market opens when the IBKR feed has subscribed, or after this many wall seconds."""
+
+    @field_validator("ibkr")
+    @classmethod
+    def _valid_ibkr(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from quanticity.venues.ibkr.config import IbkrConfig  # noqa: PLC0415 - the IBKR model imports this module
+
+        IbkrConfig.model_validate(value)
+        return value
+
+
 class SystemFile(Strict):
     """``config/system.yaml``."""
 
@@ -156,6 +195,7 @@ class SystemFile(Strict):
     universe: UniverseSection = UniverseSection()
     session: SessionSection = SessionSection()
     feed: FeedSection = FeedSection()
+    venue: VenueSection = VenueSection()
 
 
 # --- market.yaml ---------------------------------------------------------------------------
@@ -457,6 +497,27 @@ class DistributionFile(Strict):
     """How often (wall seconds) the publisher actor looks for due messages."""
 
 
+# --- ops.yaml ------------------------------------------------------------------------------
+class OpsFile(Strict):
+    """``config/ops.yaml``: the AI overseer (SPEC §12) and the Telegram admin control (SPEC §13).
+
+    The thresholds live in the overseer's own model; the admin allow-list and chat may also come
+    from ``TELEGRAM_ADMIN_IDS`` / ``TELEGRAM_ADMIN_CHAT`` (the loader merges them, naming the
+    variable on a bad value). ``admin_api_base`` points the admin bot at another Bot API server
+    (the loopback twin ``http://127.0.0.1:PORT``); None = api.telegram.org. Without the bot token
+    in the environment the admin actor stays idle; without ``ANTHROPIC_API_KEY`` the overseer
+    runs on rules and templates.
+    """
+
+    overseer_enabled: bool = True
+    overseer: OverseerConfig = OverseerConfig()
+    admin_enabled: bool = True
+    admin: AdminConfig = AdminConfig()
+    admin_api_base: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    summary_file: str = "daily-summary.log"
+    """File (under ``distribution.log_dir``) the overseer appends the end-of-session summary to."""
+
+
 class QuanticityConfig(Strict):
     """The whole configuration, one attribute per file under ``config/``."""
 
@@ -464,3 +525,4 @@ class QuanticityConfig(Strict):
     market: MarketFile
     trading: TradingFile
     distribution: DistributionFile
+    ops: OpsFile = OpsFile()

@@ -22,10 +22,15 @@ from quanticity.overseer.snapshot import DivergenceSample, OverseerInput, Series
 
 
 def staleness_finding(source: str, subject: str, age_s: float, rule: StalenessRule, seen: bool) -> Finding | None:
-    """A finding when ``age_s`` reaches the rule's warn level; None while fresh or the rule is off."""
+    """A finding when ``age_s`` reaches the rule's warn level; None while fresh or the rule is off.
+
+    A source never seen since the overseer started is at most a WARNING: it may not have started
+    yet (a venue still subscribing at the open), and without its data nothing can trade on it
+    anyway (the risk gate's stale-input rule). CRITICAL — a halt — is for data that flowed and
+    stopped, the case where positions are being managed blind."""
     if not rule.enabled or age_s < rule.warn_after_s:
         return None
-    critical = rule.critical_after_s is not None and age_s >= rule.critical_after_s
+    critical = seen and rule.critical_after_s is not None and age_s >= rule.critical_after_s
     severity = Severity.CRITICAL if critical else Severity.WARNING
     limit = rule.critical_after_s if critical else rule.warn_after_s
     what = "last update" if seen else "never seen; observed for"

@@ -5,7 +5,9 @@ Mapping (keys are built by :mod:`quanticity.keys`; ``{S}`` is each watched symbo
 ============================  ======================================================================
 staleness ``uw_spot_gex``     ``raw:uw:spot_exposures:{S}``  — JSON payload of the UW fetcher
 staleness ``uw_flow_alerts``  ``raw:uw:flow_alerts:{S}``     — JSON payload of the UW fetcher
-staleness ``uw_chains``       ``raw:uw:option_chains:{S}``   — JSON payload of the UW fetcher
+staleness ``uw_chains``       ``raw:uw:chains:{S}``          — JSON payload of the UW fetcher
+                              (the ``redis_key`` templates of ``config/sources/unusual_whales.yaml``,
+                              written by :mod:`quanticity.feeds.sink`; ``fetched_at`` is in ns)
 staleness ``ibkr_heartbeat``  ``raw:ibkr:depth:hb:{S}``      — integer ns; the freshest symbol counts
                               (depth rotates over 3 symbols at a time, so this is feed-wide: ``*``)
 divergence ``price``          ``raw:uw:stock_state:{S}`` (``close``/``price``/``last``) vs the mid of
@@ -15,7 +17,8 @@ divergence by metric name     ``analytics:{S}:divergence``: ``{metric: {ours, th
                               data (``theirs`` = UW, ``ours`` = IBKR); ``*spread*`` → spread,
                               price-like names → price, anything else (greeks, GEX, DEX, IV) → greeks
 slippage                      the last fills of ``trades:fills`` against the limit of their
-                              ``orders:{ref}`` intent, in bps, positive = worse than the limit
+                              ``orders:{ref}`` intent, in bps, positive = worse than the limit;
+                              limit orders only (a triggered stop fills at market: gap risk)
 latency                       ``p99`` (ms) of every ``heartbeat:*``, against its own history
 ============================  ======================================================================
 
@@ -63,10 +66,23 @@ class SourceMap:
     feed_wide: bool = False
 
 
+#: the fetcher's ``redis_key`` templates (``config/sources/unusual_whales.yaml``) the staleness checks read
+UW_KEY_TEMPLATES: dict[str, str] = {
+    "uw_spot_gex": "raw:uw:spot_exposures:{ticker}",
+    "uw_flow_alerts": "raw:uw:flow_alerts:{ticker}",
+    "uw_chains": "raw:uw:chains:{ticker}",
+}
+
+
+def _uw_key(source: str) -> Callable[[str], str]:
+    template = UW_KEY_TEMPLATES[source]
+    return lambda symbol: keys.raw_source(template, symbol)
+
+
 DEFAULT_SOURCES: tuple[SourceMap, ...] = (
-    SourceMap("uw_spot_gex", lambda s: keys.raw_uw("spot_exposures", s), "json"),
-    SourceMap("uw_flow_alerts", lambda s: keys.raw_uw("flow_alerts", s), "json"),
-    SourceMap("uw_chains", lambda s: keys.raw_uw("option_chains", s), "json"),
+    SourceMap("uw_spot_gex", _uw_key("uw_spot_gex"), "json"),
+    SourceMap("uw_flow_alerts", _uw_key("uw_flow_alerts"), "json"),
+    SourceMap("uw_chains", _uw_key("uw_chains"), "json"),
     SourceMap("ibkr_heartbeat", keys.raw_depth_heartbeat, "scalar", feed_wide=True),
 )
 
@@ -272,7 +288,10 @@ class RedisSnapshotReader:
             if raw:
                 try:
                     intent = decode(raw, OrderIntent)
-                    found = (intent.limit_price, intent.side) if intent.limit_price > 0 else None
+                    # A stop becomes a market order once triggered: its fill below the stop is gap
+                    # risk of the option, not execution slippage, and must not page (or halt) anyone.
+                    priced = intent.limit_price > 0 and intent.order_type == "LMT"
+                    found = (intent.limit_price, intent.side) if priced else None
                 except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
                     self._reject("intent")
             if len(self._limits) > 10_000:

@@ -23,6 +23,8 @@ The API other components build on (tests of the admin control and the overseer u
   the Message objects the API returned (plus ``reply_markup`` when one was sent).
 * :attr:`TelegramTwin.edits` — every accepted editMessageText call (chat_id, message_id, text).
 * :attr:`TelegramTwin.callback_answers` — every accepted answerCallbackQuery call.
+* ``POST /_twin/inject`` ``{"user_id", "chat_id", "text"}`` and ``GET /_twin/messages?chat_id=`` — the
+  same from another process (``python -m supervisors.ops_run "/status"`` talks to the admin bot this way).
 * :attr:`TelegramTwin.faults` — :class:`~quanticity.sim.twin_common.FaultPlan` (next N calls 429
   / 500 / slow; poison texts that always fail).
 
@@ -205,7 +207,26 @@ class TelegramTwin(LoopbackServer):
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_post("/_twin/inject", self._post_inject)
+        app.router.add_get("/_twin/messages", self._get_messages)
         return app
+
+    async def _post_inject(self, request: web.Request) -> web.Response:
+        """Control endpoint for other processes: ``{"user_id", "chat_id", "text"}`` → an incoming message."""
+        try:
+            body = await request.json()
+            update_id = self.inject_message(int(body["user_id"]), _chat_id(body["chat_id"]), str(body["text"]))
+        except (KeyError, TypeError, ValueError, TelegramApiError) as exc:
+            return web.json_response({"ok": False, "description": f"bad inject request: {exc}"}, status=400)
+        return web.json_response({"ok": True, "update_id": update_id})
+
+    async def _get_messages(self, request: web.Request) -> web.Response:
+        """Control endpoint: every message the bot sent to ``?chat_id=``."""
+        try:
+            chat = _chat_id(request.query["chat_id"])
+        except (KeyError, TelegramApiError) as exc:
+            return web.json_response({"ok": False, "description": f"chat_id: {exc}"}, status=400)
+        return web.json_response({"ok": True, "result": self.sent_messages(chat)})
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"].lower()

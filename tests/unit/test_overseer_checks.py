@@ -114,3 +114,12 @@ def test_latency_and_slippage_defaults_feed_run_checks() -> None:
 def test_bad_config_is_rejected_naming_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=field):
         OverseerConfig.model_validate(overrides)
+
+
+def test_a_source_never_seen_warns_but_never_halts() -> None:
+    """A venue still subscribing at the open is not a dead feed: WARNING at most until data has flowed."""
+    rule = StalenessRule(warn_after_s=30, critical_after_s=60)
+    never = staleness_finding("ibkr_heartbeat", "SPY", 10_000, rule, seen=False)
+    assert never is not None and never.severity is Severity.WARNING
+    assert "never seen" in never.message
+    assert staleness_finding("ibkr_heartbeat", "SPY", 60, rule, seen=True).severity is Severity.CRITICAL

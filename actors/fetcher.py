@@ -1,0 +1,136 @@
+"""Fetcher actor: the Unusual Whales and Alpha Vantage REST fetchers plus the UW WebSocket client.
+
+One :class:`SourceEngine` per source YAML (``venue.sources``) and the UW socket client, all in
+this actor's event loop, writing to Redis (SPEC §5). Where requests go:
+
+- ``tws``: the loopback twins of the venue host (``venue:ports``), with the twins' loopback token;
+  scheduling runs on the session's accelerated clock (market state, cadence and rate limits are in
+  simulated time, as the twins' rate limiters are);
+- ``live``: the real APIs (the YAMLs' base URLs) with the credentials from the environment, on
+  the wall clock.
+
+Request, 429, error and breaker counters of each source are in the heartbeat and :meth:`metrics`.
+A source YAML edited while running is hot-reloaded by its engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+import redis
+
+from actors.common import ActorShell
+from quanticity import keys
+from quanticity.clock import Clock, LiveClock
+from quanticity.config.models import QuanticityConfig
+from quanticity.feeds import SourceEngine, UwSocketClient, socket_client_for
+from quanticity.messages import Heartbeat
+from quanticity.session import RunSpec
+from quanticity.venues.profile import source_environment, twin_environment
+
+FETCHER = "quanticity:fetcher"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=16)
+class FetcherActor(ActorShell):
+    """Shell over the source engines (module docstring). Starts on the first ping."""
+
+    kind = "fetcher"
+
+    def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
+        super().__init__(name, config, spec, redis_url)
+        self.live = config.system.venue.kind == "live"
+        self.engines: list[SourceEngine] = []
+        self.socket: UwSocketClient | None = None
+        self.start_failures = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def ping(self) -> Heartbeat:  # type: ignore[override]
+        """Heartbeat; the first one starts the fetchers in the background."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return super().ping()
+
+    async def _environment(self) -> dict[str, str]:
+        if self.live:
+            return source_environment(os.environ)
+        while True:
+            try:
+                ports = self.redis.hgetall(keys.VENUE_PORTS)
+            except redis.RedisError:
+                ports = {}
+            if "uw" in ports and "av" in ports:
+                return twin_environment(int(ports["uw"]), int(ports["av"]))
+            await asyncio.sleep(0.1)
+
+    async def _run(self) -> None:
+        try:
+            environ = await self._environment()
+            clock: Clock = LiveClock() if self.live else self.spec.clock()
+            universe = list(self.config.system.universe.symbols)
+            self.engines = [
+                SourceEngine(_resolve(path), redis=self.redis, clock=clock, universe=universe, environ=environ)
+                for path in self.config.system.venue.sources
+            ]
+        except Exception:  # a bad YAML or a missing token: counted, reported in the heartbeat
+            self.start_failures += 1
+            self.errors += 1
+            self.log.exception("fetcher not started")
+            return
+        uw = next((e for e in self.engines if e.config.source.websocket is not None), None)
+        if uw is not None:
+            self.socket = socket_client_for(uw.config, list(self.config.system.universe.symbols), self.redis)
+        runs: list[Any] = [e.run(self._stop) for e in self.engines]
+        if self.socket is not None:
+            runs.append(self.socket.run(self._stop))
+        try:
+            await asyncio.gather(*runs)
+        except Exception:
+            self.errors += 1
+            self.log.exception("fetcher loop failed")
+        finally:
+            for engine in self.engines:
+                with contextlib.suppress(Exception):
+                    await engine.close()
+
+    async def stop(self) -> bool:
+        """Stop fetching (the engines finish their in-flight requests)."""
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=10)
+        return True
+
+    async def metrics(self) -> dict[str, Any]:
+        """Each source's full metrics (requests, 429s, errors, breakers) and the socket's."""
+        out: dict[str, Any] = {e.config.source.name: e.metrics() for e in self.engines}
+        if self.socket is not None:
+            out["uw_socket"] = self.socket.metrics()
+        return out
+
+    def stats(self) -> dict[str, float]:
+        out: dict[str, float] = {"start_failures": self.start_failures}
+        for engine in self.engines:
+            name = engine.config.source.name
+            for key, value in engine.metrics().items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[f"{name}_{key}"] = float(value)
+        if self.socket is not None:
+            for key, value in self.socket.metrics().items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[f"uw_socket_{key}"] = float(value)
+        return out
+
+
+def _resolve(path: str) -> Path:
+    """A source YAML path: absolute, relative to the working directory, or to the repository."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return REPO_ROOT / candidate

@@ -1,0 +1,195 @@
+"""Overseer actor: a thin shell running :class:`quanticity.overseer.Overseer` on the session clock (SPEC §12).
+
+A round runs every ``ops.overseer.check_interval_s`` of SIMULATED time: the loop polls the shared
+session clock (``ActorShell.clock``) and starts a round once that much simulated time has passed,
+so a paced run at 80× checks every 30/80 wall seconds and an unpaced test run checks as fast as its
+clock moves. It acts only through two doors: :class:`~actors.ops_control.RiskGateControl` (the risk
+actor's ``set_state`` — a CRITICAL finding halts trading) and
+:class:`~quanticity.overseer.alerts.RedisAdminAlerts` (``system:alerts``, which the admin actor pushes
+to Telegram). The model budget lives in Redis, so a restarted overseer does not get a fresh budget.
+
+At the end of the session (once per session date, remembered in Redis) it writes the daily
+summary — Claude's, or the template's — to ``system:alerts`` (level ``SUMMARY``) and appends it to
+``<distribution.log_dir>/<ops.summary_file>``; ``report_now`` (the admin's ``/report now``) does the
+same on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import ray
+
+from actors.common import STALL_LIMIT_S, ActorShell
+from actors.ops_control import RiskGateControl
+from quanticity import keys
+from quanticity.config.models import QuanticityConfig
+from quanticity.messages import Fill, decode
+from quanticity.overseer.alerts import RedisAdminAlerts
+from quanticity.overseer.budget import Budget, RedisBudgetStore
+from quanticity.overseer.counters import Counters
+from quanticity.overseer.model import ModelGateway, build_client
+from quanticity.overseer.narratives import ClosedTrade, Narrator
+from quanticity.overseer.reader import RedisSnapshotReader
+from quanticity.overseer.service import Overseer
+from quanticity.session import RunSpec
+
+CALL_TIMEOUT_S = 60.0
+SUMMARY_DONE = "system:overseer:summary_done"
+"""Hash: session date → 1 once the end-of-session summary went out (a restart does not repeat it)."""
+MAX_POLL_S = 1.0
+"""Longest wall pause between two looks at the session clock."""
+
+
+def closed_trades(fills: list[tuple[str, dict[str, str]]]) -> list[ClosedTrade]:
+    """The exits of the day (fills that realized P&L), labelled like ``SPY 450C``; malformed entries skipped."""
+    trades = []
+    for _, fields in fills:
+        try:
+            realized = float(fields.get("realized", 0.0))
+            if realized == 0.0:
+                continue
+            fill = decode(fields["fill"], Fill)
+        except (KeyError, ValueError):
+            continue
+        contract = fill.contract
+        label = f"{contract.underlying} {contract.strike:g}{contract.right.value[:1]}"
+        trades.append(ClosedTrade(label, realized))
+    return trades
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)
+class OverseerActor(ActorShell):
+    """Shell over :class:`Overseer` and :class:`Narrator`: an event-loop thread runs the rounds."""
+
+    kind = "overseer"
+
+    def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
+        super().__init__(name, config, spec, redis_url)
+        cfg = config.ops.overseer
+        self.counters = Counters()
+        client = build_client(cfg.model)
+        self.model_keyed = client is not None
+        gateway = ModelGateway(
+            cfg.model, client, Budget(cfg.model, RedisBudgetStore(self.redis), self.clock), self.counters
+        )
+        reader = RedisSnapshotReader(self.redis, cfg, self.clock, self._symbols, self.counters)
+        alerts = RedisAdminAlerts(self.redis, self.clock)
+        self.overseer = Overseer(cfg, reader, gateway, RiskGateControl(self.peers), alerts, self.clock, self.counters)
+        self.narrator = Narrator(cfg, gateway, self.counters)
+        self.alerts = alerts
+        self.interval_ns = int(cfg.check_interval_s * 1e9)
+        # wall pause between looks at the clock: a tenth of the check period at the run's speed
+        self.poll_s = min(MAX_POLL_S, cfg.check_interval_s / spec.speed / 10) if spec.paced else 0.05
+        self.summary_path = Path(config.distribution.log_dir) / config.ops.summary_file
+        self.last_round_sim_ns: int | None = None
+        self.loop_wall_ns = 0
+        self._stop = asyncio.Event()
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="overseer-loop", daemon=True)
+        self._loop_thread.start()
+        self._task = asyncio.run_coroutine_threadsafe(self._watch(), self.loop)
+
+    def _symbols(self) -> list[str]:
+        """The symbols the reader checks: the live universe from the topology, else the configured one."""
+        try:
+            topology = self.redis.hgetall(keys.TOPOLOGY)
+        except Exception:  # the reader counts its own failures; fall back to the config
+            topology = {}
+        live = sorted(
+            n.removeprefix("quanticity:analytics:") for n in topology if n.startswith("quanticity:analytics:")
+        )
+        return live or list(self.config.system.universe.symbols)
+
+    async def _watch(self) -> None:
+        """Start a round whenever ``check_interval_s`` of simulated time has passed; summarise at the end."""
+        while not self._stop.is_set():
+            self.loop_wall_ns = time.time_ns()
+            try:
+                now = await asyncio.to_thread(self.clock.now_ns)
+                if self.last_round_sim_ns is None or now - self.last_round_sim_ns >= self.interval_ns:
+                    self.last_round_sim_ns = now
+                    started = time.perf_counter()
+                    outcome = await self.overseer.check_once()
+                    self.latency.add(time.perf_counter() - started)
+                    self.events += 1
+                    if outcome.action in ("halt", "alert"):
+                        self.log.warning(
+                            "overseer acted",
+                            extra={
+                                "action": outcome.action,
+                                "severity": outcome.severity.value,
+                                "source": outcome.source,
+                            },
+                        )
+                if now >= self.spec.sim_end_ns - self.spec.step_ns:
+                    await self._session_summary()
+            except Exception as exc:  # Redis trouble or a failed round: count it, keep watching
+                self.errors += 1
+                self.counters.add("rounds.failed")
+                self.log.warning("overseer round failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            await asyncio.sleep(self.poll_s)
+
+    async def _session_summary(self) -> None:
+        """The end-of-session summary, once per session date."""
+        first = await asyncio.to_thread(self.redis.hsetnx, SUMMARY_DONE, self.spec.session_date, 1)
+        if first:
+            await self._summarise("end of session")
+
+    async def _summarise(self, why: str) -> str:
+        fills = await asyncio.to_thread(self.redis.xrange, keys.FILLS_STREAM)
+        narrative = await self.narrator.daily_summary(closed_trades(fills))
+        text = f"Daily summary {self.spec.session_date} ({why}, by {narrative.source}): {narrative.text}"
+        await self.alerts.alert("SUMMARY", text)
+        await asyncio.to_thread(self._append_summary, text)
+        self.counters.add(f"summaries.{narrative.source}")
+        return text
+
+    def _append_summary(self, text: str) -> None:
+        self.summary_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.summary_path.open("a") as handle:
+            handle.write(text.replace("\n", " ⏎ ") + "\n")
+
+    def report_now(self) -> str:
+        """The admin's ``/report now``: write the summary now; returns where it went."""
+        future = asyncio.run_coroutine_threadsafe(self._summarise("on request"), self.loop)
+        future.result(CALL_TIMEOUT_S)
+        return f"summary sent to the admin chat and {self.summary_path}"
+
+    def check_now(self) -> dict[str, str]:
+        """Run one round at once (drills and tests); returns what it found and did."""
+        outcome = asyncio.run_coroutine_threadsafe(self.overseer.check_once(), self.loop).result(CALL_TIMEOUT_S)
+        return {
+            "severity": outcome.severity.value,
+            "source": outcome.source,
+            "action": outcome.action,
+            "findings": "; ".join(f.line() for f in outcome.findings),
+        }
+
+    def stop(self) -> None:
+        """Stop the rounds."""
+        self.loop.call_soon_threadsafe(self._stop.set)
+
+    def ping(self):  # noqa: ANN201 - same as ActorShell.ping
+        stalled_s = (time.time_ns() - self.loop_wall_ns) / 1e9 if self.loop_wall_ns else 0.0
+        if stalled_s > STALL_LIMIT_S:
+            raise RuntimeError(f"overseer loop stalled for {stalled_s:.0f} s")
+        return super().ping()
+
+    def stats(self) -> dict[str, float]:
+        values = self.counters.snapshot()
+        fallbacks = sum(v for k, v in values.items() if k.startswith("fallback.task."))
+        findings = sum(v for k, v in values.items() if k.startswith("findings.severity.") and not k.endswith(".OK"))
+        return {
+            "checks": values.get("checks", 0.0),
+            "findings": findings,
+            "model_calls": values.get("model.calls", 0.0),
+            "model_ok": values.get("model.ok", 0.0),
+            "fallbacks": fallbacks,
+            "halts": values.get("actions.halt", 0.0),
+            "alerts": sum(v for k, v in values.items() if k.startswith("actions.alert.")),
+            "model_keyed": float(self.model_keyed),
+        }

@@ -1,0 +1,218 @@
+"""VenueHost actor: the TWS/Gateway simulator and the UW + AV loopback twins of a ``tws`` run.
+
+In ``venue.kind: tws`` the system trades through ``ib_async`` and fetches through the REST/WS
+fetcher exactly as it would live; what it talks to are the loopback twins of
+:mod:`quanticity.sim`, hosted here on 127.0.0.1 with the run's seed and session. The simulator is
+paced at the session's speed from the moment the session started and the IBKR feed subscribed
+(so start-up time is not skipped in a burst), and stops at the session's end; its market time is
+published to ``venue:tws:now`` for the IBKR feed. Ports go to ``venue:ports``; a restarted host
+binds the same ports again so the IBKR connections reconnect to the same address (the account
+the simulator held is gone then, as after a real TWS crash — the broker reconciles to what the
+new one reports). Not created in ``live``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import date
+from typing import Any
+
+import ray
+import redis
+
+from actors.common import ActorShell
+from quanticity import keys
+from quanticity.clock import AcceleratedClock
+from quanticity.config.models import QuanticityConfig
+from quanticity.messages import Heartbeat
+from quanticity.session import RunSpec
+from quanticity.sim.av_server import AvServer
+from quanticity.sim.market import SyntheticMarket
+from quanticity.sim.tws import TwsSimConfig, TwsSimulator
+from quanticity.sim.uw_server import UwServer
+from quanticity.venues.profile import LOOPBACK_TOKEN
+
+VENUES = "quanticity:venues"
+MAX_CATCH_UP_STEPS = 10
+"""Steps per pacing tick at most: after a slow start the simulator catches up without starving the loop."""
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=64)
+class VenueHostActor(ActorShell):
+    """Hosts the loopback venues (module docstring). Servers start on the first ping."""
+
+    kind = "venues"
+
+    def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str, symbols: list[str]) -> None:
+        super().__init__(name, config, spec, redis_url)
+        if not spec.paced:
+            raise ValueError(f"session.speed: {spec.speed} — venue.kind tws needs a paced session (speed > 0)")
+        execution = config.trading.execution
+        market = SyntheticMarket(
+            config.market,
+            list(symbols),
+            date.fromisoformat(spec.session_date),
+            spec.seed,
+            spec.sim_start_ns,
+            spec.step_ns,
+        )
+        saved = {k: int(v) for k, v in self.redis.hgetall(keys.VENUE_PORTS).items()}
+        self.restored = bool(saved)
+        self._wanted_ports = saved
+        self.sim = TwsSimulator(
+            market,
+            TwsSimConfig(
+                port=saved.get("tws", 0),
+                commission_per_contract=execution.commission_per_contract,
+                min_commission=execution.min_commission,
+                fill_seed=spec.seed,
+            ),
+        )
+        session_clock = spec.clock()
+        self.uw = UwServer(LOOPBACK_TOKEN, seed=spec.seed, clock=session_clock, universe=list(symbols))
+        self.av = AvServer(LOOPBACK_TOKEN, seed=spec.seed, clock=session_clock)
+        self.ports: dict[str, int] = {}
+        self._started = asyncio.Lock()
+        self._pacer: asyncio.Task[None] | None = None
+        self.steps = 0
+        self.catch_up_capped = 0
+        self.opened_waiting_s = 0.0
+        self.session_over = False
+
+    async def _ensure_started(self) -> dict[str, int]:
+        async with self._started:
+            if not self.ports:
+                ports = {
+                    "tws": await self.sim.start(),
+                    "uw": await self.uw.start("127.0.0.1", self._wanted_ports.get("uw", 0)),
+                    "av": await self.av.start("127.0.0.1", self._wanted_ports.get("av", 0)),
+                }
+                self.redis.hset(keys.VENUE_PORTS, mapping=ports)
+                self.redis.set(keys.VENUE_CLOCK, self.sim.now_ns)
+                self.ports = ports
+                self.log.info("venues listening", extra=ports)
+            # one market per host: after the session end it stays closed; a pacer that failed starts again
+            if self._pacer is None or (self._pacer.done() and not self.session_over):
+                self._pacer = asyncio.get_running_loop().create_task(self._pace())
+        return dict(self.ports)
+
+    async def ping(self) -> Heartbeat:  # type: ignore[override]
+        """Start the servers (first call), then heartbeat: the supervisor waits for this before the venue clients."""
+        await self._ensure_started()
+        return super().ping()
+
+    async def endpoints(self) -> dict[str, int]:
+        """service → loopback port (``tws``, ``uw``, ``av``)."""
+        return await self._ensure_started()
+
+    async def _market_opens(self) -> AcceleratedClock:
+        """Wait for the session start and the feed's subscriptions; the market's clock runs from then.
+
+        The clock is anchored at that moment rather than at planning time, so the minutes the
+        actors take to start and subscribe are not skipped in a burst of catch-up steps.
+        """
+        every_s = self.config.system.venue.venue_clock_every_ms / 1e3
+        while self.redis.hget(keys.RUN_INFO, "started") != "1":
+            await asyncio.sleep(every_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.system.venue.market_open_wait_s
+        while not self.redis.exists(keys.VENUE_FEED_READY) and loop.time() < deadline:
+            await asyncio.sleep(every_s)
+        self.opened_waiting_s = loop.time() - deadline + self.config.system.venue.market_open_wait_s
+        return AcceleratedClock(self.sim.now_ns, time.time_ns(), self.spec.speed)
+
+    async def _pace(self) -> None:
+        """Step the simulator on the market's accelerated clock until the session ends."""
+        every_s = self.config.system.venue.venue_clock_every_ms / 1e3
+        step_ns = self.spec.step_ns
+        clock = await self._market_opens()
+        while self.sim.now_ns + step_ns <= self.spec.sim_end_ns:
+            try:
+                target = min(clock.now_ns(), self.spec.sim_end_ns)
+                taken = 0
+                while self.sim.now_ns + step_ns <= target and taken < MAX_CATCH_UP_STEPS:
+                    self.sim.step()
+                    taken += 1
+                self.steps += taken
+                self.events += taken
+                self.catch_up_capped += taken == MAX_CATCH_UP_STEPS
+                if taken:
+                    self.redis.set(keys.VENUE_CLOCK, self.sim.now_ns)
+            except redis.RedisError as exc:  # the market goes on; the clock key is written on the next step
+                self.errors += 1
+                self.log.warning("venue clock not written", extra={"error": str(exc)})
+            except Exception:
+                self.errors += 1
+                self.log.exception("simulator step failed")
+            await asyncio.sleep(every_s)
+        self.session_over = True
+        self.log.info("session end reached by the TWS simulator", extra={"sim_now_ns": self.sim.now_ns})
+
+    # --- fault controls (tests and drills) ------------------------------------------------
+    async def drop_connections(self, client_id: int | None = None) -> int:
+        """Close the socket of one IBKR client id (or every session), as a TWS network drop would."""
+        return self.sim.drop_connections(client_id)
+
+    async def connectivity_lost(self) -> bool:
+        """TWS lost IB's servers (1100)."""
+        self.sim.connectivity_lost()
+        return True
+
+    async def connectivity_restored(self, data_lost: bool = True) -> bool:
+        """Back online: 1101 (data lost) or 1102."""
+        self.sim.connectivity_restored(data_lost)
+        return True
+
+    # --- introspection --------------------------------------------------------------------
+    async def audit(self) -> dict[str, Any]:
+        """The simulator's account: orders by orderRef, executions, positions by contract key."""
+        orders = self.sim.engine.orders()
+        refs = [o.request.order_ref for o in orders]
+        positions = {
+            (p.listing.option.key if p.listing.option is not None else p.listing.symbol): p.quantity
+            for p in self.sim.engine.positions.values()
+            if p.quantity
+        }
+        return {
+            "orders": len(orders),
+            "order_refs": refs,
+            "duplicate_refs": len(refs) - len(set(refs)),
+            "by_client": {str(c): sum(1 for o in orders if o.client_id == c) for c in {o.client_id for o in orders}},
+            "executions": len(self.sim.engine.executions),
+            "exec_refs": sorted({e.order_ref for e in self.sim.engine.executions}),
+            "positions": positions,
+            "clients": self.sim.clients,
+            "sim_now_ns": self.sim.now_ns,
+        }
+
+    def stats(self) -> dict[str, float]:
+        uw = self.uw.requests.entries()
+        av = self.av.requests.entries()
+        return {
+            "sim_now_ns": float(self.sim.now_ns),
+            "steps": self.steps,
+            "catch_up_capped": self.catch_up_capped,
+            "tws_clients": len(self.sim.clients),
+            "tws_orders": len(self.sim.engine.orders()),
+            "tws_executions": len(self.sim.engine.executions),
+            "uw_requests": len(uw),
+            "uw_429": sum(1 for e in uw if e.status == 429),
+            "av_requests": len(av),
+            "restored": float(self.restored),
+            "market_open_wait_s": self.opened_waiting_s,
+            **{f"tws_{k}": float(v) for k, v in self.sim.stats.items()},
+        }
+
+    async def stop(self) -> bool:
+        """Stop pacing and close every server (end of the run)."""
+        if self._pacer is not None:
+            self._pacer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pacer
+        await self.sim.stop()
+        await self.uw.stop()
+        await self.av.stop()
+        self.ports = {}
+        return True
