@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from bench.common import write_result
 from quanticity.clock import SimulatedClock
-from quanticity.config import load_config
-from quanticity.session import plan_session
+from quanticity.config import QuanticityConfig, load_config
+from quanticity.session import RunSpec, plan_session
+from quanticity.sim.market import SyntheticMarket
 from research.backtest import parse_duration, run_backtest
 
 SESSION_DAY = date(2026, 11, 20)
@@ -40,6 +42,23 @@ def _pin_to_one_core() -> tuple[int | None, set[int]]:
     return cpu, before
 
 
+def market_only(config: QuanticityConfig, spec: RunSpec) -> dict[str, float]:
+    """Baseline in the same run: only generate the session's market events (the same seeded
+    market the backtest steps), with nothing consuming them — the floor any replay pays. The ratio
+    backtest wall / baseline wall is what analytics, strategies, risk, router and venue add."""
+    symbols = sorted(config.system.universe.symbols)
+    market = SyntheticMarket(
+        config.market, symbols, date.fromisoformat(spec.session_date), spec.seed, spec.sim_start_ns, spec.step_ns
+    )
+    events = 0
+    started = time.perf_counter()
+    while market.now_ns < spec.sim_end_ns:
+        for batch in market.step(market.now_ns + spec.step_ns).values():
+            events += batch.event_count
+    wall = time.perf_counter() - started
+    return {"events": events, "wall_s": wall, "events_per_s": events / wall}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the session, print the summary, write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.backtest", description=__doc__)
@@ -51,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="qbench-backtest-"))
     cpu, before = _pin_to_one_core()
     try:
+        baseline = market_only(config, spec)
         result = run_backtest(config, spec, out)
     finally:
         if before:  # `python -m bench backtest pipeline` must not start Ray on one core
@@ -73,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "events_per_s": timing["events_per_s"],
         "steps_per_s": timing["steps_per_s"],
         "sim_seconds_per_wall_second": sim_s / timing["wall_s"],
+        "baseline_market_only": baseline,
+        "ratio_backtest_to_market_only": timing["wall_s"] / baseline["wall_s"],
         "counts": {
             "snapshots": s["snapshots"],
             "signals": s["signals"],
@@ -101,6 +123,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         f"  {s['snapshots']:,} snapshots, {s['signals']} signals, {s['approvals']} approvals, "
         f"{s['orders']} orders, {s['fills']} fills, {s['trades']} trades ({s['trades_closed']} closed)"
+    )
+    print(
+        f"  baseline, same run: generating the market alone {baseline['events_per_s']:,.0f} events/s "
+        f"({baseline['wall_s']:.1f} s) — the full backtest costs {payload['ratio_backtest_to_market_only']:.1f}x that"
     )
     print(f"  P&L realized {s['realized_pnl']:+,.2f}, unrealized {s['unrealized_pnl']:+,.2f}")
     print(f"  outputs in {out}; written to {path}")

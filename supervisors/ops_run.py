@@ -24,6 +24,7 @@ from rich.table import Table
 from actors.common import publisher_name
 from actors.ops_control import ADMIN, OVERSEER
 from quanticity.config import QuanticityConfig, load_config
+from quanticity.config.loader import deep_merge
 from supervisors.twins import ADMIN_CHAT_ID, ADMIN_USER_ID, LoopbackTwins
 
 TWINS_FILE = Path("var/twins.json")
@@ -38,14 +39,6 @@ class EmbeddedTwins(LoopbackTwins):
         """Stop the servers and forget where they listened."""
         super().stop()
         TWINS_FILE.unlink(missing_ok=True)
-
-
-def _merge(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in more.items():
-        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merge(merged[key], value) if nested else value
-    return merged
 
 
 def embedded_twins(
@@ -73,7 +66,7 @@ def embedded_twins(
             }
         )
     )
-    overrides = _merge(dict(getattr(args, "config_overrides", {}) or {}), twins.overrides(str(channels_dir)))
+    overrides = deep_merge(dict(getattr(args, "config_overrides", {}) or {}), twins.overrides(str(channels_dir)))
     return twins, load_config(args.config_dir, overrides=overrides), twins.env()
 
 

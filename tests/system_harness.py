@@ -11,6 +11,7 @@ from typing import Any
 
 from quanticity.clock import SimulatedClock
 from quanticity.config import QuanticityConfig, load_config
+from quanticity.config.loader import deep_merge
 from quanticity.session import RunSpec, plan_session
 
 SESSION_DAY = date(2026, 11, 20)
@@ -54,16 +55,8 @@ def system_config(
         "ops": {"overseer_enabled": False, "admin_enabled": False, **(ops or {})},
     }
     for stem, values in (extra or {}).items():
-        overrides[stem] = _merge(overrides.get(stem, {}), values)
+        overrides[stem] = deep_merge(overrides.get(stem, {}), values)
     return load_config(overrides=overrides)
-
-
-def _merge(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in more.items():
-        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merge(merged[key], value) if nested else value
-    return merged
 
 
 def session_spec(

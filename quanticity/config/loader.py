@@ -56,7 +56,9 @@ def _lookup(data: Any, path: tuple[int | str, ...]) -> Any:
     return data
 
 
-def _format_errors(file: Path, raw: Any, error: ValidationError) -> str:
+def format_errors(file: Path, raw: Any, error: ValidationError) -> str:
+    """One line per pydantic error naming the file, the dotted key and the offending value —
+    shared by every YAML the platform reads (config/, config/sources/, the IBKR section)."""
     lines = []
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if p not in ("function-after",))
@@ -69,11 +71,12 @@ def _format_errors(file: Path, raw: Any, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` laid over ``base``, nested mappings merged key by key (neither is modified)."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
+            merged[key] = deep_merge(dict(merged[key]), value)
         else:
             merged[key] = value
     return merged
@@ -118,9 +121,9 @@ def load_config(
     problems: list[str] = []
     for stem, model in CONFIG_FILES.items():
         file = directory / f"{stem}.yaml"
-        raw = _deep_merge(read_yaml(file), overrides.get(stem, {}))
+        raw = deep_merge(read_yaml(file), overrides.get(stem, {}))
         if stem == "system" and environ.get("REDIS_URL"):
-            raw = _deep_merge(raw, {"redis": {"url": environ["REDIS_URL"]}})
+            raw = deep_merge(raw, {"redis": {"url": environ["REDIS_URL"]}})
         if stem == "ops":  # the admin allow-list and chat may come from the environment
             try:
                 admin_env = admin_env_values(environ)
@@ -128,11 +131,11 @@ def load_config(
                 problems.append(f"environment: {exc}")
                 continue
             if admin_env:
-                raw = _deep_merge(raw, {"admin": admin_env})
+                raw = deep_merge(raw, {"admin": admin_env})
         try:
             sections[stem] = model.model_validate(raw)
         except ValidationError as exc:
-            problems.append(_format_errors(file, raw, exc))
+            problems.append(format_errors(file, raw, exc))
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))
     config = QuanticityConfig(**sections)

@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from quanticity import keys
-from quanticity.config.loader import ConfigError, _format_errors, read_yaml
+from quanticity.config.loader import ConfigError, format_errors, read_yaml
 from quanticity.feeds.market_state import MarketState
 from quanticity.feeds.parse import PARSERS
 from quanticity.feeds.templating import PARAM_PLACEHOLDERS, PATH_PLACEHOLDERS, PLACEHOLDER
@@ -310,7 +310,7 @@ def load_source(path: Path | str, environ: Mapping[str, str] | None = None) -> S
     try:
         spec = SourceFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError("invalid source configuration:\n" + _format_errors(path, raw, exc)) from exc
+        raise ConfigError("invalid source configuration:\n" + format_errors(path, raw, exc)) from exc
     problems = _dialect_problems(path, spec)
     token_env = spec.source.auth.token_env
     token = environ.get(token_env, "")

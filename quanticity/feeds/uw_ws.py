@@ -27,7 +27,6 @@ import asyncio
 import inspect
 import json
 import logging
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -37,6 +36,7 @@ import redis
 from yarl import URL
 
 from quanticity import keys
+from quanticity.backoff import ExponentialBackoff as Backoff
 from quanticity.feeds.parse import Rejected, decode_json, parse_record
 from quanticity.feeds.schemas import COUNT, INT, NUM, PRICE, PRICE_OPT, STR, STR_REQ, TS_REQ, Field, RecordSchema, Wire
 from quanticity.feeds.sources import SourceConfig
@@ -74,31 +74,6 @@ WS_SCHEMAS: dict[str, RecordSchema] = {
     ),
     "news": RecordSchema("ws.news", {"headline": STR_REQ, "timestamp": TS_REQ, "source": STR}),
 }
-
-
-class Backoff:
-    """Exponential backoff with seeded jitter: attempt n waits ``min(cap, base·2ⁿ)·(1 + jitter·u)``, u∈[-1, 1]."""
-
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0, jitter: float = 0.2, seed: int = 0) -> None:
-        if base_s <= 0 or cap_s < base_s:
-            raise ValueError(f"base_s: {base_s}, cap_s: {cap_s} must satisfy 0 < base_s ≤ cap_s")
-        if not 0 <= jitter < 1:
-            raise ValueError(f"jitter: {jitter} must be in [0, 1)")
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.jitter = jitter
-        self._rng = random.Random(seed)
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        """The wait before the next reconnect; advances the attempt counter."""
-        raw = min(self.cap_s, self.base_s * 2.0**self.attempt)
-        self.attempt += 1
-        return raw * (1.0 + self.jitter * self._rng.uniform(-1.0, 1.0))
-
-    def reset(self) -> None:
-        """A connection succeeded: start again from ``base_s``."""
-        self.attempt = 0
 
 
 def expand_channels(channels: Sequence[str], symbols: Sequence[str]) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from quanticity.config.loader import ConfigError, _format_errors, read_yaml
+from quanticity.config.loader import ConfigError, format_errors, read_yaml
 from quanticity.config.models import Strict, Ticker
 
 __all__ = ["BackoffSpec", "ClientIds", "IbkrConfig", "Role", "load_ibkr_config"]
@@ -124,4 +124,4 @@ def load_ibkr_config(file: Path | str, section: str | None = "ibkr") -> IbkrConf
     try:
         return IbkrConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("invalid IBKR configuration:\n" + _format_errors(path, data, exc)) from exc
+        raise ConfigError("invalid IBKR configuration:\n" + format_errors(path, data, exc)) from exc
