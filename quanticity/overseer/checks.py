@@ -68,7 +68,11 @@ def divergence_finding(sample: DivergenceSample, rule: DivergenceRule) -> Findin
 
 
 def spike_finding(kind: str, series: Series, rule: SpikeRule, unit: str) -> Finding | None:
-    """A finding when the recent mean of ``series`` is a spike under ``rule`` (see :class:`SpikeRule`)."""
+    """A finding when the recent mean of ``series`` is a spike under ``rule`` (see :class:`SpikeRule`).
+
+    Without a baseline yet (the first fills or heartbeats of a session) a reading past the
+    critical level is only a WARNING: one option fill far from its limit is not yet a pattern,
+    and halting all trading on it stopped whole simulated sessions in their first minutes."""
     recent = [v for v in series.recent if math.isfinite(v)]
     if not recent:
         return None
@@ -76,7 +80,7 @@ def spike_finding(kind: str, series: Series, rule: SpikeRule, unit: str) -> Find
     baseline = [v for v in series.baseline if math.isfinite(v)]
     median = statistics.median(baseline) if len(baseline) >= rule.min_baseline else None
     threshold = rule.warn_floor if median is None else max(rule.warn_floor, rule.multiple * median)
-    critical = rule.critical_at is not None and level >= rule.critical_at
+    critical = median is not None and rule.critical_at is not None and level >= rule.critical_at
     if level < threshold and not critical:
         return None
     limit = rule.critical_at if critical and rule.critical_at is not None else threshold

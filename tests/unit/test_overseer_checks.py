@@ -123,3 +123,11 @@ def test_a_source_never_seen_warns_but_never_halts() -> None:
     assert never is not None and never.severity is Severity.WARNING
     assert "never seen" in never.message
     assert staleness_finding("ibkr_heartbeat", "SPY", 60, rule, seen=True).severity is Severity.CRITICAL
+
+
+def test_a_spike_without_baseline_warns_but_never_halts() -> None:
+    rule = SpikeRule(warn_floor=50, multiple=3, critical_at=300, min_baseline=3)
+    alone = spike_finding("slippage", Series("fills", (686.0,), ()), rule, "bps")
+    assert alone is not None and alone.severity is Severity.WARNING and "no baseline yet" in alone.message
+    with_baseline = spike_finding("slippage", Series("fills", (686.0,), (10.0, 12.0, 8.0)), rule, "bps")
+    assert with_baseline is not None and with_baseline.severity is Severity.CRITICAL
