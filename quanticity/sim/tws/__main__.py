@@ -37,8 +37,9 @@ async def _serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+        # signal.signal works on every platform (loop.add_signal_handler does not on Windows);
+        # the handler runs in the main thread, so hand the stop to the loop thread-safely
+        signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     pacer = asyncio.create_task(sim.run_paced(args.speed, stop))
     reporter = asyncio.create_task(_report(sim, stop))
     await stop.wait()
