@@ -23,7 +23,7 @@ from pathlib import Path
 
 import ray
 
-from actors.common import STALL_LIMIT_S, ActorShell
+from actors.common import STALL_LIMIT_S, ActorShell, StreamFollower
 from actors.ops_control import RiskGateControl
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
@@ -31,6 +31,7 @@ from quanticity.messages import Fill, decode
 from quanticity.overseer.alerts import RedisAdminAlerts
 from quanticity.overseer.budget import Budget, RedisBudgetStore
 from quanticity.overseer.counters import Counters
+from quanticity.overseer.explanations import explain_opening_fill
 from quanticity.overseer.model import ModelGateway, build_client
 from quanticity.overseer.narratives import ClosedTrade, Narrator
 from quanticity.overseer.reader import RedisSnapshotReader
@@ -38,7 +39,7 @@ from quanticity.overseer.service import Overseer
 from quanticity.session import RunSpec
 
 CALL_TIMEOUT_S = 60.0
-SUMMARY_DONE = "system:overseer:summary_done"
+SUMMARY_DONE = keys.OVERSEER_SUMMARY_DONE
 """Hash: session date → 1 once the end-of-session summary went out (a restart does not repeat it)."""
 MAX_POLL_S = 1.0
 """Longest wall pause between two looks at the session clock."""
@@ -92,6 +93,34 @@ class OverseerActor(ActorShell):
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="overseer-loop", daemon=True)
         self._loop_thread.start()
         self._task = asyncio.run_coroutine_threadsafe(self._watch(), self.loop)
+        self.explainer = (
+            StreamFollower(
+                self.redis, keys.FILLS_STREAM, keys.OVERSEER_EXPLAIN_CURSOR, self._explain, self.log, "overseer-explain"
+            )
+            if cfg.explain_fills
+            else None
+        )
+
+    def _explain(self, entry_id: str, fields: dict[str, str]) -> None:
+        """Explain a position-opening fill for premium subscribers (model, else the template).
+
+        Runs on the follower thread and waits for the event loop, which bounds the model call by
+        the gateway's timeout; a failure is counted and the fill is passed over — the premium
+        alert itself never depends on the explanation.
+        """
+        try:
+            fill = decode(fields["fill"], Fill)
+            future = asyncio.run_coroutine_threadsafe(
+                explain_opening_fill(self.redis, self.narrator, fill, time.time_ns()), self.loop
+            )
+            event = future.result(CALL_TIMEOUT_S)
+        except Exception as exc:  # a bad record, Redis trouble, a timeout: never stop following
+            self.errors += 1
+            self.counters.add("explanations.failed")
+            self.log.warning("fill not explained", extra={"entry": entry_id, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        if event is not None:
+            self.counters.add(f"explanations.{event.source}")
 
     def _symbols(self) -> list[str]:
         """The symbols the reader checks: the live universe from the topology, else the configured one."""
@@ -170,13 +199,17 @@ class OverseerActor(ActorShell):
         }
 
     def stop(self) -> None:
-        """Stop the rounds."""
+        """Stop the rounds and the explanations."""
+        if self.explainer is not None:
+            self.explainer.stop()
         self.loop.call_soon_threadsafe(self._stop.set)
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
         stalled_s = (time.time_ns() - self.loop_wall_ns) / 1e9 if self.loop_wall_ns else 0.0
         if stalled_s > STALL_LIMIT_S:
             raise RuntimeError(f"overseer loop stalled for {stalled_s:.0f} s")
+        if self.explainer is not None and self.explainer.stalled_for_s() > STALL_LIMIT_S:
+            raise RuntimeError(f"explanation follower stalled for {self.explainer.stalled_for_s():.0f} s")
         return super().ping()
 
     def stats(self) -> dict[str, float]:
@@ -192,4 +225,6 @@ class OverseerActor(ActorShell):
             "halts": values.get("actions.halt", 0.0),
             "alerts": sum(v for k, v in values.items() if k.startswith("actions.alert.")),
             "model_keyed": float(self.model_keyed),
+            "explanations": sum(v for k, v in values.items() if k.startswith("explanations.") and "failed" not in k),
+            "explanations_failed": values.get("explanations.failed", 0.0),
         }

@@ -1,6 +1,8 @@
 """Publisher actor: one per channel; a thin shell over :class:`quanticity.distribution.publisher.Publisher`.
 
-It follows ``trades:fills`` from its own persisted cursor, so a restart resumes where it stopped.
+It follows ``trades:fills`` from its own persisted cursor, so a restart resumes where it stopped,
+and ``trades:position_events`` (stop raised, the overseer's post-fill explanation) from a second
+one; each event is scheduled in the thread of the position's entry alert.
 Each fill is scheduled for every tier of the channel (idempotently: a replayed fill schedules
 nothing new) and what is due now — premium — is delivered before the cursor moves on; a ticker
 delivers the delayed tiers. The schedule and the delivery records live in Redis, so a restarted
@@ -21,10 +23,17 @@ from quanticity.config.models import QuanticityConfig
 from quanticity.distribution.context import fill_context
 from quanticity.distribution.factory import build_sender
 from quanticity.distribution.publisher import Publisher
-from quanticity.messages import Fill, decode
+from quanticity.messages import Fill, PositionEvent, decode
 from quanticity.session import RunSpec
 
 DELIVERY_TIMEOUT_S = 60.0
+FILLS_CATCH_UP_S = 10.0
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    """A Redis stream id (``ms-seq``) as a comparable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)
@@ -51,6 +60,15 @@ class PublisherActor(ActorShell):
         self.follower = StreamFollower(
             self.redis, keys.FILLS_STREAM, keys.publisher_cursor(channel), self._deliver, self.log, "publisher"
         )
+        self.followups = StreamFollower(
+            self.redis,
+            keys.POSITION_EVENTS_STREAM,
+            keys.publisher_followup_cursor(channel),
+            self._follow_up,
+            self.log,
+            "publisher-followups",
+        )
+        self.followups_scheduled = 0
 
     async def _tick_forever(self) -> None:
         """Deliver the delayed tiers (and retries) as they fall due."""
@@ -87,16 +105,49 @@ class PublisherActor(ActorShell):
                 self.log.warning("immediate delivery failed", extra={"channel": self.channel, "error": str(exc)})
         self.latency.add(time.perf_counter() - started)
 
+    def _fills_caught_up(self, timeout_s: float = FILLS_CATCH_UP_S) -> bool:
+        """Wait until the fills follower has scheduled every fill booked so far.
+
+        A position event is written after the fill it follows (the entry that opened the thread),
+        but the two streams are followed by separate threads; without this wait a stop raised
+        right after the entry could find no thread yet and be dropped.
+        """
+        newest = self.redis.xrevrange(keys.FILLS_STREAM, count=1)
+        if not newest:
+            return True
+        target = _stream_id(newest[0][0])
+        deadline = time.monotonic() + timeout_s
+        while _stream_id(self.follower.cursor) < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _follow_up(self, entry_id: str, fields: dict[str, str]) -> None:
+        """Schedule a position event in its thread; the ticker delivers it (premium at once)."""
+        if not self._fills_caught_up():
+            self.log.warning("fills not caught up; scheduling the follow-up anyway", extra={"entry": entry_id})
+        try:
+            event = decode(fields["event"], PositionEvent)
+            new = self.publisher.on_followup(event)
+        except (KeyError, ValueError) as exc:  # msgspec.ValidationError is a ValueError
+            self.errors += 1
+            self.log.error("malformed position event skipped", extra={"entry": entry_id, "error": str(exc)})
+            return
+        self.followups_scheduled += len(new)
+
     def stop(self) -> None:
-        """Stop following the stream and delivering."""
+        """Stop following the streams and delivering."""
         self.follower.stop()
+        self.followups.stop()
         self._ticker.cancel()
         asyncio.run_coroutine_threadsafe(self.publisher.close(), self.loop).result(DELIVERY_TIMEOUT_S)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
-        if self.follower.stalled_for_s() > STALL_LIMIT_S:
-            raise RuntimeError(f"fills follower stalled for {self.follower.stalled_for_s():.0f} s")
+        for follower in (self.follower, self.followups):
+            if follower.stalled_for_s() > STALL_LIMIT_S:
+                raise RuntimeError(f"stream follower stalled for {follower.stalled_for_s():.0f} s")
         return super().ping()
 
     def stats(self) -> dict[str, float]:
@@ -108,4 +159,6 @@ class PublisherActor(ActorShell):
             "retried": counters["retried"],
             "dead_lettered": counters["dead"],
             "recovered": counters["recovered"],
+            "followups_scheduled": self.followups_scheduled,
+            "followups_without_thread": counters["followup_without_thread"],
         }

@@ -234,6 +234,7 @@ class OrderRouterActor(ActorShell):
             "spread_cancels": s.spread_cancels,
             "brackets_placed": s.brackets_placed,
             "bracket_replaces": s.bracket_replaces,
+            "stop_moves": s.stop_moves,
             "bracket_errors": s.bracket_errors,
             "exit_guard_rejects": s.exit_guard_rejects,
             "lifecycle_errors": s.lifecycle_errors,

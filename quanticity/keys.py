@@ -59,6 +59,21 @@ def uw_ws_stream(channel: str) -> str:
     return f"uw:ws:{channel}:stream"
 
 
+_ALT_KIND = re.compile(r"^[a-z][a-z_]{0,31}$")
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def alt_delivered(kind: str, day: str) -> str:
+    """Set of the ids of ``kind`` alt-data events dated ``day`` (YYYY-MM-DD) already sent to the strategies.
+
+    Written by :class:`quanticity.feeds.altdata.AltDataBridge` in one MULTI/EXEC, expiring some
+    days after ``day``, so a restarted fetcher does not re-deliver what it already sent.
+    """
+    if not _ALT_KIND.match(kind) or not _ISO_DAY.match(day):
+        raise ValueError(f"alt_delivered: kind {kind!r} / day {day!r} must be an AltDataKind value and YYYY-MM-DD")
+    return f"alt:delivered:{kind}:{day}"
+
+
 # --- analytics -----------------------------------------------------------------------------
 def analytics(symbol: str, metric: str) -> str:
     """Snapshot of one analytics ``metric`` of ``symbol`` (JSON with computed_at/valid_until)."""
@@ -114,6 +129,12 @@ ORDERS_PENDING = "orders:pending_send"
 FILLS_STREAM = "trades:fills"
 """Stream of every fill the router has booked (the publisher and reports read it)."""
 
+POSITION_EVENTS_STREAM = "trades:position_events"
+"""Stream of position events that are not fills, for the subscribers' threads: the router's
+protective stop moving up (trail, break-even) and the overseer's post-fill explanations. Each
+entry is an encoded :class:`~quanticity.messages.PositionEvent` under ``event``; its
+``event_id`` is deterministic, so re-emitting one after a restart schedules nothing twice."""
+
 FILLS_SEEN = "trades:exec_ids"
 """Set of execution ids already booked, so a replayed execution is never counted twice."""
 
@@ -137,6 +158,11 @@ PNL_REALIZED = "pnl:realized"
 def publisher_cursor(channel: str) -> str:
     """Last ``trades:fills`` entry the publisher of ``channel`` has delivered."""
     return f"system:publisher:{channel}:cursor"
+
+
+def publisher_followup_cursor(channel: str) -> str:
+    """Last ``trades:position_events`` entry the publisher of ``channel`` has scheduled."""
+    return f"system:publisher:{channel}:followup_cursor"
 
 
 def publisher_sent(channel: str) -> str:
@@ -281,6 +307,13 @@ def raw_source(template: str, symbol: str | None = None) -> str:
 
 
 # --- overseer and admin control (SPEC §12, §13) ------------------------------------------------
+OVERSEER_SUMMARY_DONE = "system:overseer:summary_done"
+"""Hash: session date → 1 once that session's daily summary was written (one per session)."""
+
+OVERSEER_EXPLAIN_CURSOR = "system:overseer:explain_cursor"
+"""Last ``trades:fills`` entry the overseer has looked at for a post-fill explanation."""
+
+
 def overseer_budget(day: str) -> str:
     """Hash: ``requests`` and ``tokens`` the overseer spent on the model on ``day`` (ET, YYYY-MM-DD)."""
     return f"system:overseer:budget:{day}"

@@ -288,6 +288,32 @@ class Fill(Message, frozen=True, kw_only=True):
     strategy: str
 
 
+class PositionEventKind(enum.StrEnum):
+    """Position events subscribers hear about that are not fills."""
+
+    STOP_MOVED = "stop_moved"
+    EXPLANATION = "explanation"
+
+
+class PositionEvent(Message, frozen=True, kw_only=True):
+    """Something happened to an open position that is not a fill, for the subscribers' threads.
+
+    ``event_id`` is deterministic (the plan and its revision, or the fill it explains), so the
+    same event emitted again after a restart is recognised and never published twice.
+    ``STOP_MOVED`` carries ``new_stop`` and why it moved (``reason``: trailing stop, break-even);
+    ``EXPLANATION`` carries the overseer's ``text`` about the fill ``event_id`` names and who
+    wrote it (``source``: model or template).
+    """
+
+    event_id: str
+    contract_key: str
+    kind: PositionEventKind
+    new_stop: float | None = None
+    reason: str = ""
+    text: str = ""
+    source: str = ""
+
+
 class BrokerOrder(msgspec.Struct, frozen=True, kw_only=True):
     """The broker's view of one order, as returned when the router reconciles."""
 

@@ -37,7 +37,8 @@ from quanticity.session import RunSpec, plan_session
 from quanticity.store.client import connect
 from quanticity.store.embedded import EmbeddedRedis
 from quanticity.venues.profile import check_live_environment
-from supervisors.launch import start_system, stop_system, wait_until_quiet
+from supervisors import ops_run
+from supervisors.launch import drain_deliveries, start_system, stop_system, wait_until_quiet
 from supervisors.ops_run import embedded_twins, print_ops_summary
 
 STATE_FILE = Path("var/current.json")
@@ -78,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     flatten.add_argument("--reason", default="operator flatten (CLI)", help="why (audited)")
     cancel = sub.add_parser("cancel-all", help="EMERGENCY: halt trading and cancel every working order")
     cancel.add_argument("--reason", default="operator cancel-all (CLI)", help="why (audited)")
+    admin = sub.add_parser(
+        "admin",
+        help="talk to the running session's Telegram admin bot through its loopback twin, e.g. admin /status",
+    )
+    admin.add_argument("text", nargs="+", help='the command and its arguments: /status, /halt drill, /pnl, …')
+    admin.add_argument("--user-id", type=int, default=None, help="send as this Telegram user id (default: the admin)")
     return parser
 
 
@@ -274,6 +281,10 @@ def command_run(config: QuanticityConfig, args: argparse.Namespace, console: Con
                 time.sleep(0.5)
         if not spec.lockstep:  # lock-step: every stage was awaited; the final tick's exits stay unjudged
             wait_until_quiet(client)
+        console.print("Session over: delivering the delayed tiers still owed to subscribers…")
+        owed = drain_deliveries(config, spec, client)
+        if owed:
+            console.print(f"[yellow]{owed} deliveries still scheduled (kept in Redis) when the wait ran out[/]")
         ray.get(session.supervisor.check_children.remote())  # final heartbeats into Redis
         summary = collect_summary(client)
         _print_summary(console, summary, session, config, time.monotonic() - started)
@@ -432,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return command_run(config, args, console)
+    if args.command == "admin":
+        return ops_run.main([" ".join(args.text), *([] if args.user_id is None else ["--user-id", str(args.user_id)])])
     if args.command in ("flatten", "cancel-all"):
         return command_emergency(config, args, console)
     return command_status(config, console)

@@ -13,6 +13,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError
 from actors.common import FEED
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
+from quanticity.distribution.schedule import Schedule
 from quanticity.session import RunSpec
 from supervisors.root import RootSupervisor, supervisor_options
 
@@ -65,6 +66,42 @@ def wait_until_quiet(client: redis.Redis, timeout_s: float = 15.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def delivery_backlog(client: redis.Redis, channels: list[str]) -> dict[str, int]:
+    """Deliveries per channel still scheduled or in flight (the delayed tiers not yet out)."""
+    out = {}
+    for channel in channels:
+        schedule = Schedule(client, channel)
+        out[channel] = schedule.pending_count() + len(schedule.inflight())
+    return out
+
+
+def drain_deliveries(config: QuanticityConfig, spec: RunSpec, client: redis.Redis, cap_s: float = 120.0) -> int:
+    """Keep the system up until every scheduled message is delivered; returns how many remain.
+
+    A session that ends still owes its subscribers the delayed tiers of its last fills (free is
+    due five simulated minutes after the fill). The publishers' clock keeps running after the
+    market closes, so waiting the longest tier delay at the run's speed (plus room for retries)
+    delivers them on time; the wait is capped in wall time for slow (unpaced) clocks, and what
+    is still owed stays scheduled in Redis.
+    """
+    channels = list(config.distribution.channels)
+    longest = max(
+        (
+            (c.delays_s or config.distribution.delays_s).of(tier)
+            for c in config.distribution.channels.values()
+            for tier in c.tiers
+        ),
+        default=0.0,
+    )
+    speed = spec.speed if spec.paced else 1.0
+    deadline = time.monotonic() + min(cap_s, longest / speed + 30.0)
+    while True:
+        owed = sum(delivery_backlog(client, channels).values())
+        if owed == 0 or time.monotonic() > deadline:
+            return owed
+        time.sleep(0.2)
 
 
 def stop_system(supervisor: Any, timeout_s: float = 90.0) -> None:

@@ -13,7 +13,7 @@ import math
 
 import msgspec
 
-from quanticity.messages import Direction, Fill, OptionContract, Right, Side
+from quanticity.messages import Direction, Fill, OptionContract, PositionEvent, PositionEventKind, Right, Side
 
 
 class AlertKind(enum.StrEnum):
@@ -24,6 +24,7 @@ class AlertKind(enum.StrEnum):
     STOP_MOVED = "stop_moved"
     PARTIAL_EXIT = "partial_exit"
     CLOSED = "closed"
+    EXPLANATION = "explanation"
 
 
 class FillContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,16 +46,6 @@ class FillContext(msgspec.Struct, frozen=True, kw_only=True):
     opened_ns: int | None = None
 
 
-class FollowUp(msgspec.Struct, frozen=True, kw_only=True):
-    """A position event that is not a fill (today: the trailing stop moved)."""
-
-    event_id: str
-    contract_key: str
-    kind: AlertKind
-    ts_event: int
-    new_stop: float | None = None
-
-
 class Alert(msgspec.Struct, frozen=True, kw_only=True):
     """One message to publish, before tier redaction; ``thread_key`` names the entry it replies to."""
 
@@ -69,6 +60,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     strategy: str = ""
     context: FillContext = FillContext()
     new_stop: float | None = None
+    note: str = ""  # STOP_MOVED: why it moved; EXPLANATION: the explanation's text
     thread_key: str | None = None
 
 
@@ -140,20 +132,34 @@ def parse_contract_key(key: str) -> OptionContract:
     return OptionContract(parts[0], parts[1], strike, Right(parts[3]))
 
 
-def followup_alert(event: FollowUp, thread_key: str) -> Alert:
-    """The alert of a non-fill follow-up, replying to ``thread_key``."""
-    if event.kind is not AlertKind.STOP_MOVED:
-        raise ValueError(f"followup.kind: {event.kind.value!r} is not a non-fill follow-up (only stop_moved is)")
-    _finite("followup.new_stop", event.new_stop, positive=True)
-    if event.new_stop is None:
-        raise ValueError("followup.new_stop: required for stop_moved")
+MAX_EXPLANATION_CHARS = 1500
+"""An explanation longer than this is cut (Discord embeds and Telegram messages have limits)."""
+
+
+def followup_alert(event: PositionEvent, thread_key: str) -> Alert:
+    """The alert of a non-fill position event, replying to ``thread_key``; errors name the field."""
     contract = parse_contract_key(event.contract_key)
+    if not event.event_id:
+        raise ValueError("position_event.event_id: must not be empty (it is the message id)")
+    if event.kind is PositionEventKind.STOP_MOVED:
+        _finite("position_event.new_stop", event.new_stop, positive=True)
+        if event.new_stop is None:
+            raise ValueError("position_event.new_stop: required for stop_moved")
+        kind, note = AlertKind.STOP_MOVED, event.reason
+    else:
+        text = " ".join(event.text.split())
+        if not text:
+            raise ValueError(f"position_event.text: {event.text!r} is empty (an explanation needs text)")
+        if len(text) > MAX_EXPLANATION_CHARS:
+            text = text[: MAX_EXPLANATION_CHARS - 1].rstrip() + "…"
+        kind, note = AlertKind.EXPLANATION, text
     return Alert(
         key=event.event_id,
-        kind=event.kind,
+        kind=kind,
         ts_event=event.ts_event,
         contract=contract,
         direction=direction_of(contract),
         new_stop=event.new_stop,
+        note=note,
         thread_key=thread_key,
     )

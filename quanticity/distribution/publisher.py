@@ -29,7 +29,7 @@ import redis
 
 from quanticity.clock import NS_PER_SECOND, Clock
 from quanticity.config.models import ChannelSpec, DistributionFile, RateLimitSpec
-from quanticity.distribution.alerts import Alert, AlertKind, FillContext, FollowUp, fill_alert, followup_alert
+from quanticity.distribution.alerts import Alert, AlertKind, FillContext, fill_alert, followup_alert
 from quanticity.distribution.pacing import TokenBucket, backoff_s
 from quanticity.distribution.schedule import Delivery, Schedule, delivery_id
 from quanticity.distribution.senders.base import (
@@ -41,7 +41,7 @@ from quanticity.distribution.senders.base import (
     UnknownOutcome,
 )
 from quanticity.distribution.templates import render
-from quanticity.messages import Fill
+from quanticity.messages import Fill, PositionEvent
 
 DEFAULT_RATE_LIMITS = DistributionFile().rate_limits
 PARENT_WAIT_S = 1.0
@@ -106,11 +106,12 @@ class Publisher:
         closed = (fill.contract.key, alert.thread_key) if alert.kind is AlertKind.CLOSED and alert.thread_key else None
         return self._enqueue(alert, opened, closed)
 
-    def on_followup(self, event: FollowUp) -> list[str]:
-        """Schedule a non-fill follow-up (trailing stop moved) in the position's thread.
+    def on_followup(self, event: PositionEvent) -> list[str]:
+        """Schedule a non-fill position event (stop moved, post-fill explanation) in the position's thread.
 
         Without an open thread (no entry alert for that contract on this channel) there is
-        nothing to follow up and nothing is scheduled.
+        nothing to follow up and nothing is scheduled. Idempotent like :meth:`on_fill`: the
+        event id is the message key, so an event seen again schedules nothing new.
         """
         thread = self.schedule.thread_of(event.contract_key)
         if thread is None:

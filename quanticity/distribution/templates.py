@@ -112,9 +112,13 @@ def _followup(alert: Alert, tier: str) -> Content | None:
     ctx = alert.context
     premium = tier == "premium"
     if alert.kind is AlertKind.STOP_MOVED:
-        return Content(
-            f"📈 UPDATE: Trailing stop moved to ${alert.new_stop:.2f}" if premium else "📈 UPDATE: Stop adjusted"
-        )
+        if not premium:
+            return Content("📈 UPDATE: Stop adjusted")
+        what = "Stop raised to break-even" if alert.note == "break-even stop" else "Trailing stop moved"
+        return Content(f"📈 UPDATE: {what} to ${alert.new_stop:.2f}")
+    if alert.kind is AlertKind.EXPLANATION:
+        # the overseer's post-fill analysis belongs to what premium pays for (SPEC §10, §12)
+        return Content("🧠 WHY THIS TRADE", (), (alert.note,)) if premium else None
     if alert.kind is AlertKind.ADDED:
         if premium:
             return Content(f"➕ ADDED: Bought {alert.quantity} {label} @ ${alert.price:.2f}")

@@ -42,7 +42,7 @@ from quanticity.clock import Clock, LiveClock
 from quanticity.config.models import ExecutionSection
 from quanticity.execution.brackets import TARGET, BracketRecord, leg_intents, same_shape
 from quanticity.execution.emergency import Unflattened, flatten_actions, flatten_ref
-from quanticity.execution.exits import ExitPlan, ExitReason
+from quanticity.execution.exits import Bracket, ExitPlan, ExitReason
 from quanticity.execution.lifecycle import (
     Cancel,
     EntryManager,
@@ -63,6 +63,8 @@ from quanticity.messages import (
     OptionContract,
     OrderIntent,
     OrderStatus,
+    PositionEvent,
+    PositionEventKind,
     Side,
     Signal,
     TradingState,
@@ -119,6 +121,7 @@ class RouterStats:
     exit_guard_rejects: int = 0
     lifecycle_errors: int = 0
     orphans_cancelled: int = 0
+    stop_moves: int = 0
     tick_to_order_s: list[float] = field(default_factory=list)
 
 
@@ -687,10 +690,11 @@ class OrderRouter:
         if complete and stop is not None and same_shape(record, desired) and desired.stop_price is not None:
             ack = self.broker.replace(stop.ref, desired.stop_price)
             if ack is not None and ack.status in LIVE_STATUSES:
+                moved = self._stop_moved(plan.plan_id, key, stop.price, desired.stop_price, desired, now_ns)
                 stop.price = desired.stop_price
                 stop.label = desired.stop_reason or stop.label
                 record.revision = desired.revision
-                self.store.save_bracket(key, msgspec.to_builtins(record))
+                self.store.save_bracket(key, msgspec.to_builtins(record), moved)
                 self.stats.bracket_replaces += 1
                 return
             if ack is not None:
@@ -705,6 +709,12 @@ class OrderRouter:
                 extra={"contract": key, "bracket": desired.quantity, "other_exits": other, "held": position.quantity},
             )
             return
+        previous_stop = stop.price if stop is not None else None
+        moved = self._stop_moved(plan.plan_id, key, previous_stop, desired.stop_price, desired, now_ns)
+        if moved is not None:
+            # announced before the legs are recorded: a crash in between re-announces the same
+            # event id on the next sync (the publishers schedule it once), never loses it
+            self.store.record_position_event(moved)
         new, legs = leg_intents(
             desired,
             plan_id=plan.plan_id,
@@ -719,6 +729,28 @@ class OrderRouter:
             self._send(intent)
         if legs:
             self.stats.brackets_placed += 1
+
+    def _stop_moved(
+        self, plan_id: str, key: str, old: float | None, new: float | None, desired: Bracket, now_ns: int
+    ) -> PositionEvent | None:
+        """The subscribers' "stop moved" event when the protective stop goes up; None otherwise.
+
+        Only raises are news (trail, break-even lock): the first placement is in the entry alert,
+        and a stop never moves down. The id names the plan revision, so the same move announced
+        again after a restart is one message.
+        """
+        if old is None or new is None or new <= old + 1e-9:
+            return None
+        self.stats.stop_moves += 1
+        return PositionEvent(
+            ts_event=now_ns,
+            ts_init=self.wall_ns(),
+            event_id=f"{plan_id}-stop-r{desired.revision}",
+            contract_key=key,
+            kind=PositionEventKind.STOP_MOVED,
+            new_stop=new,
+            reason=desired.stop_reason or "",
+        )
 
     def _plan_exit_quantity(self, key: str) -> int:
         """Unfilled contracts of ``key`` in exit and flatten orders that are working."""

@@ -14,7 +14,16 @@ import redis
 
 from quanticity import keys
 from quanticity.execution.positions import Position, apply_fill
-from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, TradingState, decode, encode
+from quanticity.messages import (
+    BrokerOrder,
+    Fill,
+    OrderIntent,
+    OrderStatus,
+    PositionEvent,
+    TradingState,
+    decode,
+    encode,
+)
 
 # Record an intent only if its reference is new: the idempotency check and the write are one
 # atomic step, so two deliveries of the same intent can never both be "new".
@@ -264,12 +273,27 @@ class ExecutionStore:
             args=args,
         )
 
-    def save_bracket(self, key: str, record: dict | None) -> None:
-        """Replace (or, with None, drop) the bracket record of ``key``."""
+    def save_bracket(self, key: str, record: dict | None, event: PositionEvent | None = None) -> None:
+        """Replace (or, with None, drop) the bracket record of ``key``; with ``event``, announce it
+        to the subscribers in the same transaction (a moved stop is saved and told, or neither)."""
+        pipe = self._client.pipeline(transaction=True)
         if record is None:
-            self._client.hdel(keys.BRACKETS, key)
+            pipe.hdel(keys.BRACKETS, key)
         else:
-            self._client.hset(keys.BRACKETS, key, json.dumps(record))
+            pipe.hset(keys.BRACKETS, key, json.dumps(record))
+        if event is not None:
+            pipe.xadd(keys.POSITION_EVENTS_STREAM, {"event": encode(event).decode()})
+        pipe.execute()
+
+    def record_position_event(self, event: PositionEvent) -> None:
+        """Announce a non-fill position event (the publishers schedule it once per ``event_id``)."""
+        self._client.xadd(keys.POSITION_EVENTS_STREAM, {"event": encode(event).decode()})
+
+    def position_events(self) -> list[PositionEvent]:
+        """Every announced position event, oldest first (for reports and tests)."""
+        return [
+            decode(fields["event"], PositionEvent) for _, fields in self._client.xrange(keys.POSITION_EVENTS_STREAM)
+        ]
 
     def bracket_leg(self, order_ref: str) -> dict | None:
         """Role of a bracket leg: {contract, kind: stop|target, label}; None for other orders."""

@@ -135,6 +135,8 @@ class OverseerConfig(_Frozen):
     )
     review_max_spread_pct: PositiveFloat = 10.0  # rule red flag: spread above this % of mid (SPEC §8)
     review_min_confidence: Annotated[int, Field(ge=0, le=100)] = 50  # rule red flag below this confidence
+    #: explain each position-opening fill to premium subscribers (model, else the template)
+    explain_fills: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> OverseerConfig:

@@ -11,16 +11,17 @@ from pydantic import ValidationError
 from quanticity.clock import NS_PER_SECOND, SimulatedClock
 from quanticity.config.loader import load_config
 from quanticity.config.models import ChannelSpec, DistributionFile
-from quanticity.distribution.alerts import AlertKind, FillContext, FollowUp, fill_alert, followup_alert
+from quanticity.distribution.alerts import AlertKind, FillContext, fill_alert, followup_alert
 from quanticity.distribution.factory import build_sender
 from quanticity.distribution.pacing import TokenBucket, backoff_s
 from quanticity.distribution.publisher import Publisher
 from quanticity.distribution.senders.local import LocalSender
 from quanticity.distribution.templates import render
-from quanticity.messages import Fill, OptionContract, Right, Side
+from quanticity.messages import Fill, OptionContract, PositionEvent, PositionEventKind, Right, Side
 from quanticity.sim.telegram_server import check_html
 
 pytestmark = pytest.mark.unit
+STOP = PositionEventKind.STOP_MOVED
 
 T0 = 1_763_735_400 * NS_PER_SECOND  # a session morning, ns
 SPY = OptionContract("SPY", "2025-11-21", 440.0, Right.CALL)
@@ -89,7 +90,7 @@ def test_followups_redacted_per_tier() -> None:
     )
     assert closed.kind is AlertKind.CLOSED
     stop = followup_alert(
-        FollowUp(event_id="S1", contract_key=SPY.key, kind=AlertKind.STOP_MOVED, ts_event=T0, new_stop=2.75), "E1"
+        PositionEvent(event_id="S1", contract_key=SPY.key, kind=STOP, ts_event=T0, ts_init=T0, new_stop=2.75), "E1"
     )
     rendered = render(stop, "premium", "S1:premium")
     assert rendered and "Trailing stop moved to $2.75" in rendered.text
@@ -104,7 +105,7 @@ def test_bad_input_is_rejected_naming_the_field(redis_client: redis.Redis, tmp_p
         fill_alert(_fill(), FillContext(stop=float("nan")), None)
     with pytest.raises(ValueError, match="contract_key"):
         followup_alert(
-            FollowUp(event_id="x", contract_key="SPY", kind=AlertKind.STOP_MOVED, ts_event=T0, new_stop=1), "E1"
+            PositionEvent(event_id="x", contract_key="SPY", kind=STOP, ts_event=T0, ts_init=T0, new_stop=1), "E1"
         )
     spec = ChannelSpec(tiers=["premium", "basic"])
     publisher = Publisher(
@@ -113,10 +114,55 @@ def test_bad_input_is_rejected_naming_the_field(redis_client: redis.Redis, tmp_p
     with pytest.raises(ValueError, match="fill.price"):
         publisher.on_fill(_fill(price=-1.0), CONTEXT)
     assert publisher.counters["rejected"] == 1
+    with pytest.raises(ValueError, match="position_event.text"):
+        followup_alert(
+            PositionEvent(
+                event_id="W", contract_key=SPY.key, kind=PositionEventKind.EXPLANATION, ts_event=T0, ts_init=T0
+            ),
+            "E1",
+        )
+    with pytest.raises(ValueError, match="position_event.new_stop"):
+        followup_alert(PositionEvent(event_id="S", contract_key=SPY.key, kind=STOP, ts_event=T0, ts_init=T0), "E1")
     assert redis_client.keys("system:publisher:*") == []  # nothing half-written
     assert publisher.on_fill(_fill(), CONTEXT) == ["E1:premium", "E1:basic"]
     assert publisher.on_fill(_fill(), CONTEXT) == []  # a replay schedules nothing new
     assert publisher.counters["scheduled"] == 2
+
+
+def test_break_even_and_explanation_followups_per_tier() -> None:
+    """Break-even raises say so; the overseer's explanation goes to premium only, whitespace-normalised."""
+    even = followup_alert(
+        PositionEvent(
+            event_id="S2",
+            contract_key=SPY.key,
+            kind=STOP,
+            ts_event=T0,
+            ts_init=T0,
+            new_stop=2.5,
+            reason="break-even stop",
+        ),
+        "E1",
+    )
+    premium = render(even, "premium", "S2:premium")
+    assert premium and "Stop raised to break-even to $2.50" in premium.text
+    why = followup_alert(
+        PositionEvent(
+            event_id="why:E1",
+            contract_key=SPY.key,
+            kind=PositionEventKind.EXPLANATION,
+            ts_event=T0,
+            ts_init=T0,
+            text="Dealer gamma  flipped\nnegative <b>below</b> 450.",
+            source="model",
+        ),
+        "E1",
+    )
+    assert why.kind is AlertKind.EXPLANATION and why.thread_key == "E1"
+    rendered = render(why, "premium", "why:E1:premium")
+    assert rendered and "WHY THIS TRADE" in rendered.text and "Dealer gamma flipped negative" in rendered.text
+    assert "&lt;b&gt;below&lt;/b&gt;" in rendered.html  # the model's text cannot break Telegram's HTML
+    assert render(why, "basic", "why:E1:basic") is None
+    assert render(why, "free", "why:E1:free") is None
 
 
 def test_token_bucket_on_the_simulated_clock() -> None:

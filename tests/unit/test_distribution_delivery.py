@@ -19,13 +19,13 @@ from discord.http import Route
 from quanticity import keys
 from quanticity.clock import NS_PER_SECOND, SimulatedClock
 from quanticity.config.models import ChannelSpec, DistributionFile, RetrySpec
-from quanticity.distribution.alerts import AlertKind, FillContext, FollowUp
+from quanticity.distribution.alerts import FillContext
 from quanticity.distribution.factory import build_sender
 from quanticity.distribution.publisher import Publisher
 from quanticity.distribution.schedule import Delivery
 from quanticity.distribution.senders.base import Check, Posted, Sender
 from quanticity.distribution.templates import ref_of
-from quanticity.messages import Fill, OptionContract, Right, Side
+from quanticity.messages import Fill, OptionContract, PositionEvent, PositionEventKind, Right, Side
 from quanticity.sim.discord_server import DEFAULT_BOT_TOKEN, DiscordTwin
 from quanticity.sim.telegram_server import DEFAULT_TOKEN, TelegramTwin
 
@@ -268,11 +268,12 @@ def test_followups_thread_under_the_original_on_both_platforms(redis_client: red
             entry = _fill("E1", T0)
             partial = _fill("X1", T0 + 90 * NS_PER_SECOND, Side.SELL, qty=3, price=3.75)
             close = _fill("X2", T0 + 400 * NS_PER_SECOND, Side.SELL, qty=7, price=5.0)
-            stop = FollowUp(
+            stop = PositionEvent(
                 event_id="S1",
                 contract_key=key,
-                kind=AlertKind.STOP_MOVED,
+                kind=PositionEventKind.STOP_MOVED,
                 ts_event=T0 + 30 * NS_PER_SECOND,
+                ts_init=T0,
                 new_stop=2.75,
             )
             both = (tg, dc)

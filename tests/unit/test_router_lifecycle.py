@@ -258,7 +258,17 @@ def test_bracket_follows_fills_partial_exits_and_the_trail(redis_client: redis.R
     assert (stop.order_type, stop.quantity, desk.limit_of(stop_ref)) == ("STP", 2, 3.04)  # 4.05 × 0.75 ↑ tick
     desk.step(4.90, 5.00)  # the trail moves up: the same stop order is modified
     assert [i.order_ref for i in desk.open_sells()] == [stop_ref] and desk.limit_of(stop_ref) == 3.72
+    # every raise of the stop was announced once for the subscribers' threads, in order, with why
+    moves = [(e.kind.value, e.new_stop, e.reason) for e in desk.store.position_events()]
+    assert moves == [
+        ("stop_moved", 2.00, "break-even stop"),
+        ("stop_moved", 3.04, "trailing stop"),
+        ("stop_moved", 3.72, "trailing stop"),
+    ]
+    ids = [e.event_id for e in desk.store.position_events()]
+    assert len(set(ids)) == 3 and all(e.contract_key == ZERO_DTE.key for e in desk.store.position_events())
     desk.step(3.70, 3.80)  # the bid falls through the trailing stop: out at the bid
+    assert len(desk.store.position_events()) == 3  # the stop executing is a fill, not a move
     assert desk.held() == 0 and desk.broker.open_orders() == []
     assert desk.store.bracket(ZERO_DTE.key) is None and desk.store.exit_plans() == {}
     realized = desk.store.realized_pnl()["total"]
