@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -39,6 +41,7 @@ from quanticity.overseer.service import Overseer
 from quanticity.session import RunSpec
 
 CALL_TIMEOUT_S = 60.0
+ROUND_LOG_SIZE = 256
 SUMMARY_DONE = keys.OVERSEER_SUMMARY_DONE
 """Hash: session date → 1 once the end-of-session summary went out (a restart does not repeat it)."""
 MAX_POLL_S = 1.0
@@ -78,6 +81,7 @@ class OverseerActor(ActorShell):
             cfg.model, client, Budget(cfg.model, RedisBudgetStore(self.redis), self.clock), self.counters
         )
         reader = RedisSnapshotReader(self.redis, cfg, self.clock, self._symbols, self.counters)
+        self.reader = reader
         alerts = RedisAdminAlerts(self.redis, self.clock)
         self.overseer = Overseer(cfg, reader, gateway, RiskGateControl(self.peers), alerts, self.clock, self.counters)
         self.narrator = Narrator(cfg, gateway, self.counters)
@@ -87,6 +91,7 @@ class OverseerActor(ActorShell):
         self.poll_s = min(MAX_POLL_S, cfg.check_interval_s / spec.speed / 10) if spec.paced else 0.05
         self.summary_path = Path(config.distribution.log_dir) / config.ops.summary_file
         self.last_round_sim_ns: int | None = None
+        self.rounds: deque[dict[str, Any]] = deque(maxlen=ROUND_LOG_SIZE)
         self.loop_wall_ns = 0
         self._stop = asyncio.Event()
         self.loop = asyncio.new_event_loop()
@@ -111,7 +116,7 @@ class OverseerActor(ActorShell):
         try:
             fill = decode(fields["fill"], Fill)
             future = asyncio.run_coroutine_threadsafe(
-                explain_opening_fill(self.redis, self.narrator, fill, time.time_ns()), self.loop
+                explain_opening_fill(self.redis, self.narrator, fill, fields, time.time_ns()), self.loop
             )
             event = future.result(CALL_TIMEOUT_S)
         except Exception as exc:  # a bad record, Redis trouble, a timeout: never stop following
@@ -139,11 +144,27 @@ class OverseerActor(ActorShell):
             self.loop_wall_ns = time.time_ns()
             try:
                 now = await asyncio.to_thread(self.clock.now_ns)
-                if self.last_round_sim_ns is None or now - self.last_round_sim_ns >= self.interval_ns:
+                # after the session's last step nothing is expected to update (the clock only runs on
+                # for the delayed subscriber tiers): staleness then is the close, not an anomaly
+                in_session = now < self.spec.sim_end_ns
+                due = self.last_round_sim_ns is None or now - self.last_round_sim_ns >= self.interval_ns
+                if in_session and due:
                     self.last_round_sim_ns = now
                     started = time.perf_counter()
                     outcome = await self.overseer.check_once()
-                    self.latency.add(time.perf_counter() - started)
+                    took = time.perf_counter() - started
+                    self.latency.add(took)
+                    self.rounds.append(
+                        {
+                            "at_s": (now - self.spec.sim_start_ns) / 1e9,
+                            "wall_s": took,
+                            "findings": [f.key for f in outcome.findings],
+                            "severity": outcome.severity.value,
+                            "source": outcome.source,
+                            "action": outcome.action,
+                            "fallback": outcome.fallback_reason,
+                        }
+                    )
                     self.events += 1
                     if outcome.action in ("halt", "alert"):
                         self.log.warning(
@@ -188,6 +209,10 @@ class OverseerActor(ActorShell):
         future.result(CALL_TIMEOUT_S)
         return f"summary sent to the admin chat and {self.summary_path}"
 
+    def round_log(self) -> list[dict[str, Any]]:
+        """The last rounds: when (simulated s into the session), how long (wall s), what they found and did."""
+        return list(self.rounds)
+
     def check_now(self) -> dict[str, str]:
         """Run one round at once (drills and tests); returns what it found and did."""
         outcome = asyncio.run_coroutine_threadsafe(self.overseer.check_once(), self.loop).result(CALL_TIMEOUT_S)
@@ -227,4 +252,6 @@ class OverseerActor(ActorShell):
             "model_keyed": float(self.model_keyed),
             "explanations": sum(v for k, v in values.items() if k.startswith("explanations.") and "failed" not in k),
             "explanations_failed": values.get("explanations.failed", 0.0),
+            # simulated seconds into the session when watching began: a source never seen is stale from here
+            "watching_since_s": (self.reader.started_ns - self.spec.sim_start_ns) / 1e9,
         }

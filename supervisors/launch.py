@@ -12,6 +12,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError
 
 from actors.common import FEED
 from quanticity import keys
+from quanticity.clock import NS_PER_SECOND
 from quanticity.config.models import QuanticityConfig
 from quanticity.distribution.schedule import Schedule
 from quanticity.session import RunSpec
@@ -77,14 +78,21 @@ def delivery_backlog(client: redis.Redis, channels: list[str]) -> dict[str, int]
     return out
 
 
-def drain_deliveries(config: QuanticityConfig, spec: RunSpec, client: redis.Redis, cap_s: float = 120.0) -> int:
-    """Keep the system up until every scheduled message is delivered; returns how many remain.
+AFTER_CLOSE_SPEED = 60.0
+"""Simulated seconds per wall second of the after-close clock when the run itself was unpaced."""
+RETRY_ROOM_S = 300.0
+"""Simulated seconds past the longest tier delay the after-close clock may run, for retries."""
 
-    A session that ends still owes its subscribers the delayed tiers of its last fills (free is
-    due five simulated minutes after the fill). The publishers' clock keeps running after the
-    market closes, so waiting the longest tier delay at the run's speed (plus room for retries)
-    delivers them on time; the wait is capped in wall time for slow (unpaced) clocks, and what
-    is still owed stays scheduled in Redis.
+
+def drain_deliveries(config: QuanticityConfig, spec: RunSpec, client: redis.Redis, cap_s: float = 120.0) -> int:
+    """Deliver what the subscribers are still owed after the session's last step; returns how many remain.
+
+    A session that ends still owes the delayed tiers of its last fills (free is due five
+    simulated minutes after the fill), and every publisher schedules on the session clock the
+    feed publishes — which stops with the market. So the clock runs on past the close, at the
+    run's speed (:data:`AFTER_CLOSE_SPEED` for an unpaced run), until nothing is scheduled or in
+    flight, for at most the longest tier delay plus :data:`RETRY_ROOM_S` of simulated time and
+    ``cap_s`` of wall time. What is still owed then stays scheduled in Redis.
     """
     channels = list(config.distribution.channels)
     longest = max(
@@ -95,13 +103,19 @@ def drain_deliveries(config: QuanticityConfig, spec: RunSpec, client: redis.Redi
         ),
         default=0.0,
     )
-    speed = spec.speed if spec.paced else 1.0
-    deadline = time.monotonic() + min(cap_s, longest / speed + 30.0)
+    rate = spec.speed if spec.paced else AFTER_CLOSE_SPEED
+    published = client.get(keys.SIM_CLOCK)
+    close_ns = max(spec.sim_end_ns, int(published) if published else 0)
+    limit_ns = close_ns + int((longest + RETRY_ROOM_S) * NS_PER_SECOND)
+    started = time.monotonic()
     while True:
         owed = sum(delivery_backlog(client, channels).values())
-        if owed == 0 or time.monotonic() > deadline:
+        elapsed = time.monotonic() - started
+        if owed == 0 or elapsed > cap_s:
             return owed
-        time.sleep(0.2)
+        now_ns = min(limit_ns, close_ns + int(elapsed * rate * NS_PER_SECOND))
+        client.set(keys.SIM_CLOCK, now_ns)
+        time.sleep(0.05)
 
 
 def stop_system(supervisor: Any, timeout_s: float = 90.0) -> None:

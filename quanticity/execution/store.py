@@ -142,6 +142,9 @@ class ExecutionStore:
     def book_fill(self, fill: Fill) -> bool:
         """Book ``fill`` once: position, realized P&L, order progress and the fills stream.
 
+        The stream entry says whether the fill opened the position (``opened``), which only this
+        moment knows for sure: by the time a reader looks, the position may be closed or re-opened.
+
         Returns False (and changes nothing) for an execution id already booked.
         """
         if self._client.sismember(keys.FILLS_SEEN, fill.exec_id):
@@ -162,7 +165,11 @@ class ExecutionStore:
         pipe.hincrbyfloat(keys.PNL_REALIZED, "total", realized)
         pipe.hincrbyfloat(keys.PNL_REALIZED, fill.strategy, realized)
         pipe.hset(keys.order(fill.order_ref), mapping={"filled": filled, "status": status.value})
-        pipe.xadd(keys.FILLS_STREAM, {"fill": encode(fill).decode(), "realized": f"{realized:.6f}"})
+        # "opened": this buy started the position (its entry alert opens the subscribers' thread)
+        opened = "1" if position is None and new_position is not None else "0"
+        pipe.xadd(
+            keys.FILLS_STREAM, {"fill": encode(fill).decode(), "realized": f"{realized:.6f}", "opened": opened}
+        )
         pipe.incr(keys.POSITIONS_VERSION)
         pipe.execute()
         return True

@@ -10,14 +10,12 @@ the first and ignore the repeat.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import redis
 
 from quanticity import keys
-from quanticity.execution.router import plan_id_for
-from quanticity.messages import Fill, PositionEvent, PositionEventKind, Side, Signal, decode, encode
+from quanticity.messages import Fill, PositionEvent, PositionEventKind, Signal, decode, encode
 from quanticity.overseer.narratives import Narrative, Narrator
 from quanticity.risk.gate import order_ref_for
 
@@ -25,23 +23,13 @@ SIGNAL_SEARCH_DEPTH = 5000
 """How many of the newest signals are searched for the one behind a fill (they are minutes old)."""
 
 
-def opens_position(fill: Fill, exit_plans: Mapping[str, str]) -> bool:
-    """True when ``fill`` is the buy that opened its contract's current position.
+def opens_position(fields: Mapping[str, str]) -> bool:
+    """True when the ``trades:fills`` entry ``fields`` is the fill that opened its position.
 
-    The router names a position's exit plan after its first execution (:func:`plan_id_for`), so
-    the plan still open for the contract says which fill opened it; adds, exits and fills of a
-    position already closed again are not explained.
+    The router's store marks it when booking (``opened``), the only moment that is certain: by the
+    time the overseer reads the entry the position may have been closed or opened again.
     """
-    if fill.side is not Side.BUY:
-        return False
-    raw = exit_plans.get(fill.contract.key)
-    if raw is None:
-        return False
-    try:
-        plan_id = json.loads(raw).get("plan_id")
-    except (ValueError, AttributeError):
-        return False
-    return plan_id == plan_id_for(fill.contract.key, fill.exec_id)
+    return fields.get("opened") == "1"
 
 
 def signal_of(client: redis.Redis, fill: Fill, depth: int = SIGNAL_SEARCH_DEPTH) -> Signal | None:
@@ -78,14 +66,15 @@ def explanation_event(fill: Fill, narrative: Narrative, now_ns: int) -> Position
 
 
 async def explain_opening_fill(
-    client: redis.Redis, narrator: Narrator, fill: Fill, now_ns: int
+    client: redis.Redis, narrator: Narrator, fill: Fill, fields: Mapping[str, str], now_ns: int
 ) -> PositionEvent | None:
-    """Explain ``fill`` if it opened a position and announce it; None for every other fill.
+    """Explain ``fill`` (its ``trades:fills`` entry is ``fields``) if it opened a position, and
+    announce it; None for every other fill.
 
-    Blocking Redis calls here are short (one hash read, one bounded stream read, one append);
-    the model call is bounded by the gateway's timeout and falls back to the template.
+    Blocking Redis calls here are short (one bounded stream read, one append); the model call is
+    bounded by the gateway's timeout and falls back to the template.
     """
-    if not opens_position(fill, client.hgetall(keys.EXIT_PLANS)):
+    if not opens_position(fields):
         return None
     narrative = await narrator.explain_fill(fill, signal_of(client, fill))
     event = explanation_event(fill, narrative, now_ns)

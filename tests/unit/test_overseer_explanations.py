@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 import redis
 
 from quanticity import keys
 from quanticity.clock import SimulatedClock
-from quanticity.execution.exits import ExitPlan
-from quanticity.execution.router import plan_id_for
+from quanticity.execution.store import ExecutionStore
 from quanticity.messages import (
     Direction,
     Fill,
@@ -78,19 +76,16 @@ def _narrator() -> Narrator:
     return Narrator(config, ModelGateway(config.model, build_client(config.model, {}), budget, counters), counters)
 
 
-def _open_plan(client: redis.Redis, first_exec: str) -> None:
-    plan = ExitPlan(2.05, 4, "short", T0, plan_id=plan_id_for(SPY.key, first_exec), broker_bracket=True)
-    client.hset(keys.EXIT_PLANS, SPY.key, json.dumps(plan.state()))
-
-
 def test_only_the_opening_buy_is_explained(redis_client: redis.Redis) -> None:
-    _open_plan(redis_client, "E1")
-    plans = redis_client.hgetall(keys.EXIT_PLANS)
-    assert opens_position(_fill("E1", "Qx-c1"), plans)
-    assert not opens_position(_fill("E2", "Qx-c2"), plans)  # a later child of the same entry adds
-    assert not opens_position(_fill("E1", "Qx-c1", Side.SELL), plans)
-    assert not opens_position(_fill("E1", "Qx-c1"), {})  # already closed: no thread to explain in
-    assert not opens_position(_fill("E1", "Qx-c1"), {SPY.key: "{not json"})
+    """The store marks the fill that opens a position when it books it; adds and exits are not marked."""
+    store = ExecutionStore(redis_client)
+    for fill in (_fill("E1", "Qx-c1"), _fill("E2", "Qx-c2"), _fill("X1", "Qy", Side.SELL, 8), _fill("E3", "Qz")):
+        assert store.book_fill(fill)
+    marks = [
+        (f["fill"].split('"exec_id":"')[1][:2], opens_position(f)) for _, f in redis_client.xrange(keys.FILLS_STREAM)
+    ]
+    assert marks == [("E1", True), ("E2", False), ("X1", False), ("E3", True)]  # E3 re-opens after the close
+    assert not opens_position({"fill": "{}"})  # an entry written before the mark existed
 
 
 def test_the_explanation_names_the_signal_and_is_announced_once_per_fill(redis_client: redis.Redis) -> None:
@@ -101,14 +96,16 @@ def test_the_explanation_names_the_signal_and_is_announced_once_per_fill(redis_c
     parent = order_ref_for(signal.signal_id)
     fill = _fill("E1", f"{parent}-c1")
     assert signal_of(redis_client, fill) == signal
-    _open_plan(redis_client, "E1")
     narrator = _narrator()
-    event = asyncio.run(explain_opening_fill(redis_client, narrator, fill, T0 + 5))
+    opened = {"fill": encode(fill).decode(), "opened": "1"}
+    event = asyncio.run(explain_opening_fill(redis_client, narrator, fill, opened, T0 + 5))
     assert event is not None and event.kind is PositionEventKind.EXPLANATION
     assert (event.event_id, event.contract_key, event.source) == ("why:E1", SPY.key, "template")
     assert "negative gamma below the flip at 449" in event.text and "$820.00" in event.text
     (entry,) = redis_client.xrange(keys.POSITION_EVENTS_STREAM)
     assert decode(entry[1]["event"], type(event)) == event
     # an add is not explained; nothing more is announced
-    assert asyncio.run(explain_opening_fill(redis_client, narrator, _fill("E2", f"{parent}-c2"), T0)) is None
+    add = _fill("E2", f"{parent}-c2")
+    added = {"fill": encode(add).decode(), "opened": "0"}
+    assert asyncio.run(explain_opening_fill(redis_client, narrator, add, added, T0)) is None
     assert redis_client.xlen(keys.POSITION_EVENTS_STREAM) == 1
