@@ -19,7 +19,7 @@ import redis
 
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
-from quanticity.messages import Heartbeat
+from quanticity.messages import AltDataEvent, Heartbeat
 from quanticity.observability.latency import LatencyWindow
 from quanticity.observability.logs import configure_logging
 from quanticity.session import RunSpec
@@ -51,6 +51,22 @@ def strategy_names(config: QuanticityConfig, symbol: str | None = None) -> list[
         if symbol is None or symbol in strategy.symbols:
             names.append(strategy_name(strategy.name))
     return names
+
+
+def send_alt_data(peers: Peers, targets: list[str], events: list[AltDataEvent]) -> int:
+    """Fire ``on_alt_data(events)`` at every target actor alive now; returns how many were called.
+
+    Shared by the feeds (simulated alt data) and the fetcher (the UW bridge), so both reach the
+    strategies the same way. Fire-and-forget: a strategy that is down misses the batch, and its
+    AltDataBook drops the repeat if a later fetch sends the same events again.
+    """
+    called = 0
+    for name in targets:
+        handle = peers.get(name)
+        if handle is not None:
+            handle.on_alt_data.remote(events)
+            called += 1
+    return called
 
 
 def publisher_name(channel: str) -> str:

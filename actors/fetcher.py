@@ -11,6 +11,13 @@ this actor's event loop, writing to Redis (SPEC §5). Where requests go:
 
 Request, 429, error and breaker counters of each source are in the heartbeat and :meth:`metrics`.
 A source YAML edited while running is hot-reloaded by its engine.
+
+Alternative data: every accepted payload of an endpoint with ``alt_data: <kind>`` in its YAML goes
+through the :class:`~quanticity.feeds.altdata.AltDataBridge` (records → ``AltDataEvent``, only the
+ones never delivered before) to every enabled strategy's ``on_alt_data``. In ``live`` that is
+the strategies' only alt data; in ``tws`` the bridge delivers the session day's events (those
+before the session date come from the IBKR feed's simulated history), so ``make run`` exercises
+the live path end to end.
 """
 
 from __future__ import annotations
@@ -18,18 +25,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import ray
 import redis
 
-from actors.common import ActorShell
+from actors.common import ActorShell, send_alt_data, strategy_name
 from quanticity import keys
 from quanticity.clock import Clock, LiveClock
 from quanticity.config.models import QuanticityConfig
 from quanticity.feeds import SourceEngine, UwSocketClient, socket_client_for
-from quanticity.messages import Heartbeat
+from quanticity.feeds.altdata import AltDataBridge
+from quanticity.feeds.sources import EndpointSpec
+from quanticity.messages import AltDataEvent, Heartbeat
 from quanticity.session import RunSpec
 from quanticity.venues.profile import source_environment, twin_environment
 
@@ -48,6 +58,8 @@ class FetcherActor(ActorShell):
         self.live = config.system.venue.kind == "live"
         self.engines: list[SourceEngine] = []
         self.socket: UwSocketClient | None = None
+        self.bridge: AltDataBridge | None = None
+        self.alt_targets = [strategy_name(s.name) for s in config.trading.strategies.enabled()]
         self.start_failures = 0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,8 +87,17 @@ class FetcherActor(ActorShell):
             environ = await self._environment()
             clock: Clock = LiveClock() if self.live else self.spec.clock()
             universe = list(self.config.system.universe.symbols)
+            session_day = None if self.live else date.fromisoformat(self.spec.session_date)
+            self.bridge = AltDataBridge(self.redis, symbols=universe, not_before=session_day)
             self.engines = [
-                SourceEngine(_resolve(path), redis=self.redis, clock=clock, universe=universe, environ=environ)
+                SourceEngine(
+                    _resolve(path),
+                    redis=self.redis,
+                    clock=clock,
+                    universe=universe,
+                    environ=environ,
+                    on_payload=self._on_payload,
+                )
                 for path in self.config.system.venue.sources
             ]
         except Exception:  # a bad YAML or a missing token: counted, reported in the heartbeat
@@ -100,6 +121,15 @@ class FetcherActor(ActorShell):
                 with contextlib.suppress(Exception):
                     await engine.close()
 
+    def _on_payload(self, endpoint: str, spec: EndpointSpec, document: dict[str, Any]) -> None:
+        """Engine hook: an accepted payload of an ``alt_data`` endpoint → new events → the strategies."""
+        if spec.alt_data is None or self.bridge is None:
+            return
+        self.bridge.process(spec.alt_data, document, send=self._send_alt_data)
+
+    def _send_alt_data(self, events: list[AltDataEvent]) -> None:
+        send_alt_data(self.peers, self.alt_targets, events)
+
     async def stop(self) -> bool:
         """Stop fetching (the engines finish their in-flight requests)."""
         self._stop.set()
@@ -112,6 +142,8 @@ class FetcherActor(ActorShell):
         out: dict[str, Any] = {e.config.source.name: e.metrics() for e in self.engines}
         if self.socket is not None:
             out["uw_socket"] = self.socket.metrics()
+        if self.bridge is not None:
+            out["alt_data"] = self.bridge.metrics()
         return out
 
     def stats(self) -> dict[str, float]:
@@ -125,6 +157,10 @@ class FetcherActor(ActorShell):
             for key, value in self.socket.metrics().items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     out[f"uw_socket_{key}"] = float(value)
+        if self.bridge is not None:
+            bridge = self.bridge.metrics()
+            out["alt_delivered"] = float(bridge["delivered_total"])
+            out["alt_rejected"] = float(bridge["rejected_total"])
         return out
 
 

@@ -30,11 +30,12 @@ import ray
 import redis
 from ray.exceptions import RayActorError
 
-from actors.common import ROUTER, ActorShell, analytics_name, strategy_name
+from actors.common import ROUTER, ActorShell, analytics_name, send_alt_data, strategy_name
 from actors.venue_link import VenueClock, resolve_ibkr
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
-from quanticity.messages import AltDataEvent, AltDataKind, MarketBatch, encode
+from quanticity.feeds.altdata import simulated_history
+from quanticity.messages import AltDataEvent, AltDataKind, Heartbeat, MarketBatch, encode
 from quanticity.session import RunSpec
 from quanticity.sim.altdata import session_alt_data
 from quanticity.venues.batcher import MarketBatcher
@@ -57,11 +58,15 @@ class IbkrFeedActor(ActorShell):
         self.option_symbols = [s for s in (venue.option_symbols or self.symbols) if s in self.symbols]
         self.venue_clock = VenueClock(self.redis, follow_venue=not self.live, start_ns=spec.sim_start_ns)
         self.batcher = MarketBatcher(self.symbols, init_clock=time.time_ns)
-        self.alt_events: list[AltDataEvent] = (
-            []
-            if self.live
-            else session_alt_data(config, self.symbols, date.fromisoformat(spec.session_date), spec.seed)
-        )
+        # live: the UW bridge in the fetcher is the strategies' only alt data. tws: the simulated
+        # history (and vol closes, earnings) from here; the session day's flow alerts, dark-pool
+        # prints, congress and insider trades come twin → fetcher → bridge, as they would live
+        # (all of it from here when the fetcher is switched off, or the strategies would get none)
+        self.alt_events: list[AltDataEvent] = []
+        if not self.live:
+            session_day = date.fromisoformat(spec.session_date)
+            simulated = session_alt_data(config, self.symbols, session_day, spec.seed)
+            self.alt_events = simulated_history(simulated, session_day) if venue.fetcher else simulated
         self.alt_cursor = 0
         self.alt_targets = [strategy_name(s.name) for s in config.trading.strategies.enabled()]
         self.conn: IbkrConnection | None = None
@@ -78,7 +83,30 @@ class IbkrFeedActor(ActorShell):
         self._last_tick_ns = self._last_raw_ns = spec.sim_start_ns
         self._last_batches: dict[str, MarketBatch] = {}
 
+    _connecting: asyncio.Task[None] | None = None
+    """The connection attempt (connect + subscribe), started by the first ping in ``tws``."""
+
     # --- control --------------------------------------------------------------------------
+    async def ping(self) -> Heartbeat:  # type: ignore[override]
+        """Heartbeat; in ``tws`` the first one also starts connecting and subscribing.
+
+        The hosted market opens only when this feed has subscribed, so subscribing while the
+        supervisor is still starting the other actors (it pings each one it creates) takes the
+        subscription off the start-up path. Nothing is delivered before :meth:`start`, and the
+        simulated market does not step before the session starts, so there is nothing to miss.
+        In ``live`` the real market moves: it connects in :meth:`start` as before.
+        """
+        if not self.live:
+            self._connect_in_background()
+        return super().ping()
+
+    def _connect_in_background(self) -> asyncio.Task[None]:
+        """The running or finished connection attempt; a new one when the last one failed."""
+        task = self._connecting
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        return task
+
     async def start(self) -> bool:
         """Connect and start delivering (idempotent)."""
         if self._task is None or self._task.done():
@@ -93,25 +121,40 @@ class IbkrFeedActor(ActorShell):
             await asyncio.wait([self._task], timeout=10)
         if self.conn is not None:
             await self.conn.stop()
+        self._connecting = None  # a later start connects again
         return True
 
     async def add_symbol(self, symbol: str) -> list[str]:
-        """Subscribe ``symbol`` (underlying and its option chain); the supervisor created its actor first."""
-        if symbol not in self.symbols:
-            self.symbols.append(symbol)
+        """Subscribe ``symbol`` (L1, tick-by-tick and depth as configured, its option chain if
+        ``venue.option_symbols`` streams it); the supervisor created its analytics actor first.
+
+        Only the new symbol's requests go out (:meth:`IbkrFeed.add_symbol`), so the other lines
+        keep streaming. Raises ValueError naming the symbol when IBKR has no contract for it.
+        Before the connection is up it is only registered; the connect-time sync subscribes it.
+        """
+        if symbol in self.symbols:
+            return list(self.symbols)
+        configured = self.config.system.venue.option_symbols
+        options = configured is None or symbol in configured
+        if self.feed is not None:
+            ready = self.conn is not None and self.conn.ready
+            await self.feed.add_symbol(symbol, options=options, subscribe=ready)
+        self.symbols.append(symbol)
+        if options and symbol not in self.option_symbols:
             self.option_symbols.append(symbol)
-            self.batcher.add_symbol(symbol)
-            if self.feed is not None and self.conn is not None and self.conn.ready:
-                self.feed.symbols.append(symbol)
-                self.feed.option_symbols.append(symbol)
-                await self.feed.subscribe_all()
+        self.batcher.add_symbol(symbol)
         return list(self.symbols)
 
     async def remove_symbol(self, symbol: str) -> list[str]:
-        """Stop delivering ``symbol`` (its subscriptions lapse at the next re-subscription)."""
+        """Stop delivering ``symbol``: its market data lines are cancelled at TWS now."""
         if symbol in self.symbols:
             self.symbols.remove(symbol)
+            if symbol in self.option_symbols:
+                self.option_symbols.remove(symbol)
             self.batcher.remove_symbol(symbol)
+            self._last_batches.pop(symbol, None)
+            if self.feed is not None:
+                self.feed.remove_symbol(symbol)
         return list(self.symbols)
 
     async def progress(self) -> dict[str, float]:
@@ -138,7 +181,7 @@ class IbkrFeedActor(ActorShell):
         flush_s = feed_cfg.flush_ms / 1e3
         rotate_s = self.config.system.venue.depth_rotate_every_s
         try:
-            await self._connect()
+            await self._connect_in_background()  # in tws usually done already (ping)
             next_rotate = time.monotonic()
             while not self._stopping:
                 self.now_ns = max(self.now_ns, self.venue_clock.refresh())
@@ -217,17 +260,18 @@ class IbkrFeedActor(ActorShell):
         return False
 
     def _deliver_alt_data(self, now: int) -> None:
-        """The session's simulated alternative data up to ``now``, to the strategies (as SimFeed does)."""
+        """The simulated alternative data up to ``now`` (history, vol closes, earnings), to the strategies.
+
+        The session day's UW kinds are not in ``alt_events`` (:func:`simulated_history`): the
+        fetcher's bridge delivers them from the UW twin.
+        """
         end = self.alt_cursor
         while end < len(self.alt_events) and self.alt_events[end].ts_event <= now:
             end += 1
         if end == self.alt_cursor:
             return
         batch = self.alt_events[self.alt_cursor : end]
-        for name in self.alt_targets:
-            handle = self.peers.get(name)
-            if handle is not None:
-                handle.on_alt_data.remote(batch)
+        send_alt_data(self.peers, self.alt_targets, batch)
         by_symbol: dict[str, list[AltDataEvent]] = {}
         for event in batch:
             if event.kind is AltDataKind.VOL_CLOSE:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from datetime import date
 from typing import Any
@@ -37,6 +38,8 @@ from quanticity.venues.profile import LOOPBACK_TOKEN
 VENUES = "quanticity:venues"
 MAX_CATCH_UP_STEPS = 10
 """Steps per pacing tick at most: after a slow start the simulator catches up without starving the loop."""
+TRADING_KINDS = frozenset({"analytics", "strategy"})
+"""Actors the market waits for at the open: the feed sends to the symbol actors, they to the strategies."""
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=64)
@@ -108,10 +111,18 @@ class VenueHostActor(ActorShell):
         return await self._ensure_started()
 
     async def _market_opens(self) -> AcceleratedClock:
-        """Wait for the session start and the feed's subscriptions; the market's clock runs from then.
+        """Wait for the session start, the feed's subscriptions and the symbol and strategy actors;
+        the market's clock runs from then.
 
         The clock is anchored at that moment rather than at planning time, so the minutes the
-        actors take to start and subscribe are not skipped in a burst of catch-up steps.
+        actors take to start and subscribe are not skipped in a burst of catch-up steps. The feed
+        subscribes while the other actors are still being created (it connects on its first
+        ping), so by the session start it is usually ready; what can still be starting on two
+        busy cores are the ~25 symbol and strategy workers the supervisor creates in parallel
+        (it starts the session after a bounded wait for them). Opening before they answer would
+        queue market data behind their start-up and make them miss heartbeats (restarted as
+        hung), so the market also waits until each has answered a ping. Both waits share
+        ``market_open_wait_s``.
         """
         every_s = self.config.system.venue.venue_clock_every_ms / 1e3
         while self.redis.hget(keys.RUN_INFO, "started") != "1":
@@ -120,8 +131,20 @@ class VenueHostActor(ActorShell):
         deadline = loop.time() + self.config.system.venue.market_open_wait_s
         while not self.redis.exists(keys.VENUE_FEED_READY) and loop.time() < deadline:
             await asyncio.sleep(every_s)
+        while not self._trading_actors_up() and loop.time() < deadline:
+            await asyncio.sleep(every_s)
         self.opened_waiting_s = loop.time() - deadline + self.config.system.venue.market_open_wait_s
         return AcceleratedClock(self.sim.now_ns, time.time_ns(), self.spec.speed)
+
+    def _trading_actors_up(self) -> bool:
+        """Every symbol and strategy actor of the topology has answered a ping (its heartbeat key exists)."""
+        try:
+            topology = self.redis.hgetall(keys.TOPOLOGY)
+            names = [n for n, raw in topology.items() if json.loads(raw).get("kind") in TRADING_KINDS]
+            return not names or int(self.redis.exists(*(keys.heartbeat(n) for n in names))) == len(names)
+        except (redis.RedisError, ValueError) as exc:  # unknown: do not hold the market on it
+            self.log.warning("actor readiness unknown", extra={"error": str(exc)})
+            return True
 
     async def _pace(self) -> None:
         """Step the simulator on the market's accelerated clock until the session ends."""
@@ -150,6 +173,26 @@ class VenueHostActor(ActorShell):
         self.session_over = True
         self.log.info("session end reached by the TWS simulator", extra={"sim_now_ns": self.sim.now_ns})
 
+    # --- universe -------------------------------------------------------------------------
+    async def add_symbol(self, symbol: str) -> list[str]:
+        """List ``symbol`` in the simulator's market at run time (before the feed subscribes to it).
+
+        Runs on the actor's loop between pacing steps, so the market never steps half-changed.
+        Raises KeyError naming the symbol when market.yaml has no entry for it (as SimFeed's
+        market does); returns the symbols the market simulates.
+        """
+        self.sim.add_symbol(symbol)
+        if symbol not in self.uw.universe:
+            self.uw.universe.append(symbol)
+        return self.sim.market.symbols
+
+    async def remove_symbol(self, symbol: str) -> list[str]:
+        """Stop quoting ``symbol`` (after the feed cancelled its lines); returns the symbols left."""
+        self.sim.remove_symbol(symbol)
+        if symbol in self.uw.universe:
+            self.uw.universe.remove(symbol)
+        return self.sim.market.symbols
+
     # --- fault controls (tests and drills) ------------------------------------------------
     async def drop_connections(self, client_id: int | None = None) -> int:
         """Close the socket of one IBKR client id (or every session), as a TWS network drop would."""
@@ -166,6 +209,14 @@ class VenueHostActor(ActorShell):
         return True
 
     # --- introspection --------------------------------------------------------------------
+    async def market_data(self, symbol: str, client_id: int | None = None) -> dict[str, int]:
+        """Whether the market simulates ``symbol`` and the lines one client (or all) holds on it and its options.
+
+        Tests and drills check a run-time add/remove against what TWS itself sees, not what the
+        feed believes it asked for.
+        """
+        return {"simulated": int(symbol in self.sim.market.symbols), **self.sim.hub.counts_for(symbol, client_id)}
+
     async def audit(self) -> dict[str, Any]:
         """The simulator's account: orders by orderRef, executions, positions by contract key."""
         orders = self.sim.engine.orders()

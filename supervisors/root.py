@@ -123,6 +123,7 @@ class RootSupervisor:
         self.children: dict[str, Child] = {}
         self.adopted: list[str] = []
         self.created: list[str] = []
+        self._planned_symbols: list[str] = []  # the symbol actors a build creates (set by _build)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.incarnation = int(self.redis.hincrby(keys.RUN_INFO, "supervisor_incarnation", 1))
@@ -161,7 +162,9 @@ class RootSupervisor:
 
     def _build(self) -> None:
         resumed = bool(self.redis.exists(keys.TOPOLOGY))
-        desired = sorted(self._desired(), key=lambda c: CREATION_ORDER.index(c.kind))
+        order = self._creation_order()
+        desired = sorted(self._desired(), key=lambda c: order.index(c.kind))
+        self._planned_symbols = [c.key for c in desired if c.kind == "analytics" and c.key]
         self._place([c for c in desired if c.kind == "analytics"])
         starting: list[Child] = []
         for child in desired:
@@ -189,6 +192,21 @@ class RootSupervisor:
             self._save_topology(child)
         if starting:
             self._wait_ready(starting)
+
+    def _creation_order(self) -> list[str]:
+        """:data:`CREATION_ORDER`, except that in ``tws`` the IBKR feed comes right after the venues.
+
+        The hosted market opens only once the feed has subscribed, and the feed connects as soon
+        as it is up (:meth:`IbkrFeedActor.ping`): created early, its worker starts while the CPUs
+        are still idle and it qualifies and subscribes while the other ~30 actors start, instead
+        of after them. It delivers nothing before :meth:`start` (after the whole build), and the
+        market does not step before then, so no data is lost to actors not created yet.
+        """
+        order = list(CREATION_ORDER)
+        if self.config.system.venue.kind == "tws":
+            order.remove("feed")
+            order.insert(order.index("venues") + 1, "feed")
+        return order
 
     def _alive_nodes(self) -> list[str]:
         return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
@@ -236,8 +254,10 @@ class RootSupervisor:
         if child.kind in ("analytics", "publisher", "strategy"):
             args.append(child.key)
         if child.kind in ("feed", "venues"):
+            # during a build the feed and the venues come before the symbol actors: use the planned
+            # universe (run-time additions included, from the saved topology) rather than the config's
             symbols = [c.key for c in self.children.values() if c.kind == "analytics" and c.key]
-            args.append(symbols or list(self.config.system.universe.symbols))
+            args.append(symbols or list(self._planned_symbols or self.config.system.universe.symbols))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -374,11 +394,21 @@ class RootSupervisor:
         return {"incarnation": self.incarnation, "adopted": list(self.adopted), "created": list(self.created)}
 
     def add_symbol(self, symbol: str) -> str:
-        """Create the symbol's analytics actor, then have the feed generate it."""
+        """Create the symbol's analytics actor, then have the feed generate it.
+
+        A simulated market (``sim``, ``tws``) can only simulate what market.yaml describes: any
+        other symbol is refused with a KeyError naming it before an actor is created. In ``tws``
+        the hosted simulator lists the symbol before the IBKR feed qualifies and subscribes it.
+        """
         name = analytics_name(symbol)
+        venue = self.config.system.venue.kind
+        if venue != "live" and symbol not in self.config.market.underlyings:
+            raise KeyError(f"symbol: {symbol} has no entry under underlyings in market.yaml")
         with self._lock:
             if name in self.children:
                 return name
+            if venue == "tws":
+                ray.get(self.children[VENUES].handle.add_symbol.remote(symbol))
             child = Child(name, "analytics", symbol)
             peers = [c for c in self.children.values() if c.kind == "analytics"]
             self._place([*peers, child])
@@ -386,7 +416,11 @@ class RootSupervisor:
             self.children[name] = child
             self._save_topology(child)
         ray.get(child.handle.ping.remote())
-        ray.get(self.children[FEED].handle.add_symbol.remote(symbol))
+        try:
+            ray.get(self.children[FEED].handle.add_symbol.remote(symbol))
+        except Exception:  # refused by the venue (no contract): leave no half-added symbol behind
+            self.remove_symbol(symbol)
+            raise
         return name
 
     def remove_symbol(self, symbol: str) -> bool:
@@ -397,6 +431,9 @@ class RootSupervisor:
             if child is None:
                 return False
             ray.get(self.children[FEED].handle.remove_symbol.remote(symbol))
+            venues = self.children.get(VENUES)
+            if venues is not None and venues.handle is not None:  # tws: the market stops quoting it
+                ray.get(venues.handle.remove_symbol.remote(symbol))
             self.redis.hdel(keys.TOPOLOGY, name)
             ray.kill(child.handle, no_restart=True)
             self._event("remove", child)

@@ -22,7 +22,8 @@ Secrets come from the environment (``UW_API_TOKEN``, ``ALPHA_VANTAGE_API_KEY``);
 (:mod:`quanticity.sim.uw_server`, :mod:`quanticity.sim.av_server`). Module map: ``sources``
 (YAML models), ``engine`` (scheduler + fetch loop), ``bucket`` (token bucket), ``breaker``
 (circuit breaker), ``parse``/``schemas`` (response validation), ``market_state``,
-``templating``, ``sink`` (Redis writes), ``metrics``, ``uw_ws`` (socket client).
+``templating``, ``sink`` (Redis writes), ``metrics``, ``uw_ws`` (socket client), ``altdata`` (UW
+records → ``AltDataEvent``s and the bridge that delivers each once, fed by the engine's ``on_payload``).
 """
 
 from quanticity.feeds.engine import SourceEngine

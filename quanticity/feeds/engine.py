@@ -31,6 +31,10 @@ Tests (and backtests) drive it step by step on a :class:`~quanticity.clock.Simul
             await engine.step()        # dispatch what is due now
             await engine.drain()       # wait for those requests to finish
 
+Consumers of fresh data (the alt-data bridge, :mod:`quanticity.feeds.altdata`) pass
+``on_payload(endpoint, spec, document)``: it runs after each accepted payload is in Redis, with
+the stored document; an exception in it is counted (``errors["hook"]``) and never costs a fetch.
+
 Hot reload: :meth:`check_reload` (called by :meth:`run`) re-reads the YAML when its stamp
 (mtime, size; injectable) changes. A valid file replaces endpoints, symbols, limits and
 breaker settings without a restart — surviving jobs keep their schedule; a broken file is
@@ -68,6 +72,9 @@ from quanticity.feeds.templating import build_request
 log = logging.getLogger(__name__)
 
 JobKey = tuple[str, str | None]
+PayloadHook = Callable[[str, EndpointSpec, dict[str, Any]], None]
+"""``on_payload(endpoint, spec, document)``: called after each accepted payload is in Redis, with the
+stored document (``{source, endpoint, symbol, fetched_at, meta, data}``); e.g. the alt-data bridge."""
 
 
 def file_stamp(path: Path) -> Hashable:
@@ -122,8 +129,10 @@ class SourceEngine:
         calendar: NyseCalendar | None = None,
         stamp: Callable[[Path], Hashable] = file_stamp,
         session: aiohttp.ClientSession | None = None,
+        on_payload: PayloadHook | None = None,
     ) -> None:
         self._path = Path(path)
+        self._on_payload = on_payload
         self._environ = environ
         self._redis = redis
         self._clock = clock
@@ -396,6 +405,7 @@ class SourceEngine:
             return
         if breaker is not None:
             breaker.record_success()
+        fetched_at_ns = self._clock.now_ns()
         try:
             write_payload(
                 self._redis,
@@ -404,13 +414,27 @@ class SourceEngine:
                 source=config.source.name,
                 endpoint=job.endpoint,
                 symbol=job.symbol,
-                fetched_at_ns=self._clock.now_ns(),
+                fetched_at_ns=fetched_at_ns,
                 payload=payload,
             )
         except redis.RedisError as exc:
             self._metrics.error(job.endpoint, "redis", repr(exc))
             return
         self._metrics.writes[job.endpoint] += 1
+        if self._on_payload is not None:
+            document = {
+                "source": config.source.name,
+                "endpoint": job.endpoint,
+                "symbol": job.symbol,
+                "fetched_at": fetched_at_ns,
+                "meta": payload.meta,
+                "data": payload.records,
+            }
+            try:
+                self._on_payload(job.endpoint, job.spec, document)
+            except Exception as exc:  # a consumer's bug must not cost the fetch (the data is stored)
+                log.exception("%s: on_payload hook failed for %s", config.source.name, job.key)
+                self._metrics.error(job.endpoint, "hook", repr(exc))
 
     def _requeue(self, job: _Job, breaker: CircuitBreaker | None) -> None:
         """Rate limited, not failed: fetch this job first once the source's pause is over."""

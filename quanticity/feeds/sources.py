@@ -26,9 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from quanticity import keys
 from quanticity.config.loader import ConfigError, format_errors, read_yaml
+from quanticity.feeds.altdata import ALT_DATA_PARSERS
 from quanticity.feeds.market_state import MarketState
 from quanticity.feeds.parse import PARSERS
 from quanticity.feeds.templating import PARAM_PLACEHOLDERS, PATH_PLACEHOLDERS, PLACEHOLDER
+from quanticity.messages import AltDataKind
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -166,6 +168,8 @@ class EndpointSpec(Strict):
     exclude: list[Ticker] = Field(default_factory=list)
     critical: bool = False
     enabled: bool = True
+    alt_data: AltDataKind | None = None
+    """Hand each accepted payload to the alt-data bridge as events of this kind (must match ``parser``)."""
 
     @field_validator("path")
     @classmethod
@@ -233,6 +237,21 @@ class EndpointSpec(Strict):
             raise ValueError("a per-symbol endpoint needs {ticker} in its redis_key, or symbols overwrite each other")
         if value is not None and not per_ticker:
             raise ValueError("symbols given but neither path nor params use {ticker}")
+        return value
+
+    @field_validator("alt_data")
+    @classmethod
+    def _alt_data_matches_parser(cls, value: AltDataKind | None, info: ValidationInfo) -> AltDataKind | None:
+        """The bridge's converter of a kind reads one parser's records; any other pairing is a config error."""
+        if value is None:
+            return value
+        expected = ALT_DATA_PARSERS.get(value)
+        if expected is None:
+            known = sorted(k.value for k in ALT_DATA_PARSERS)
+            raise ValueError(f"no converter for this kind; alt_data is one of {known}")
+        parser = info.data.get("parser")
+        if parser is not None and parser != expected:
+            raise ValueError(f"{value.value} events are converted from {expected} records, but parser is {parser!r}")
         return value
 
     @property

@@ -12,6 +12,11 @@ Values come from three places so they hang together:
   trades, flow alerts and earnings dates (the same events the simulated feed publishes);
 - :func:`quanticity.analytics.bsm.bsm_greeks` for option prices, IVs and greeks.
 
+The flow-alert, dark-pool, congress, insider and earnings records carry each simulated event's
+direction, dollar amount and date in their documented fields (dark-pool ``premium`` and insider
+shares × ``price`` to the cent, congress in its STOCK Act band), so the fetcher's alt-data bridge
+(:mod:`quanticity.feeds.altdata`) turns them back into the same events.
+
 A response depends only on (seed, endpoint, symbol, the twin's clock to the minute), so two
 requests in the same minute see the same data, like a cache in front of the real API.
 """
@@ -33,6 +38,7 @@ from quanticity.calendar import ET, NyseCalendar
 from quanticity.clock import NS_PER_SECOND
 from quanticity.config.loader import DEFAULT_CONFIG_DIR, read_yaml
 from quanticity.config.models import MarketFile, UnderlyingSpec
+from quanticity.feeds.altdata import congress_amount_range
 from quanticity.messages import AltDataEvent, AltDataKind
 from quanticity.sim.altdata import alt_data_events
 
@@ -393,7 +399,7 @@ class UwData:
                     "nbbo_ask_quantity": int(rng.integers(100, 5000)),
                     "nbbo_bid": num(mid - 0.01),
                     "nbbo_bid_quantity": int(rng.integers(100, 5000)),
-                    "premium": num(price * size),
+                    "premium": num(event.amount),  # the print's value, exactly the simulated amount
                     "price": num(price, 4),
                     "sale_cond_codes": None,
                     "size": size,
@@ -492,7 +498,7 @@ class UwData:
             traded = date.fromisoformat(event.when)
             out.append(
                 {
-                    "amounts": "$15,001 - $50,000" if event.amount < 50_000 else "$50,001 - $100,000",
+                    "amounts": congress_amount_range(event.amount),
                     "filed_at_date": (traded + timedelta(days=int(rng.integers(5, 40)))).isoformat(),
                     "is_active": True,
                     "issuer": "not-disclosed",
@@ -513,8 +519,10 @@ class UwData:
         out = []
         for event in self.events(AltDataKind.INSIDER, symbols, ts_ns, limit):
             rng = self.rng("insider", event.detail.get("id", ""))
-            price = self.spot(event.symbol, event.ts_event)
-            shares = max(1, int(event.amount / price))
+            shares = max(1, int(event.amount / self.spot(event.symbol, event.ts_event)))
+            # the average price of the shares, to 10 places so |amount| × price is the simulated dollar
+            # amount to the cent (the bridge's inverse; a 2-place price would be off by up to shares/200 $)
+            price = event.amount / shares
             before = int(shares * rng.uniform(5, 50))
             out.append(
                 {
@@ -532,7 +540,7 @@ class UwData:
                     "natureofownership": "D",
                     "officer_title": "CFO" if rng.random() < 0.5 else "CEO",
                     "owner_name": "SYNTHETIC INSIDER",
-                    "price": num(price),
+                    "price": num(price, 10),
                     "price_excercisable": None,
                     "security_ad_code": None,
                     "security_title": "Common Stock",

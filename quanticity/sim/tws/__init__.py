@@ -3,7 +3,10 @@
 The real ``ib_async.IB`` client connects to it exactly as to Trader Workstation: handshake and
 start-up sync, contract details and option parameters, L1 market data with model greeks, depth
 with the 3-line limit (error 309), tick-by-tick, orders (LMT/MKT/STP/TRAIL, OCA) with partial
-fills, commissions, executions, positions and account values, TWS error codes, message pacing
+fills, commissions, executions, positions and account values, account P&L (reqPnL /
+reqPnLSingle, from the account's own positions, fills and marks, updated every simulated second),
+really-delayed market data (type 3/4: the delayed tick types carrying what was live 15 simulated
+minutes earlier; depth and tick-by-tick refused with 354), TWS error codes, message pacing
 (error 100) and scripted faults. It is backed by the deterministic
 :class:`~quanticity.sim.market.SyntheticMarket`, which moves only when stepped.
 
@@ -27,8 +30,9 @@ Usage (in-process, as the tests do)::
 Standalone: ``python -m quanticity.sim.tws --port 7497 --seed 7 --speed 60``.
 
 Modules: :mod:`.protocol` (framing), :mod:`.ids` (message ids, ticks, error codes),
-:mod:`.contracts` (security master), :mod:`.marketdata` (subscriptions), :mod:`.orders`
-(order/fill engine, positions, cash), :mod:`.wire` (order/account message layouts),
+:mod:`.contracts` (security master), :mod:`.marketdata` (subscriptions, delayed history),
+:mod:`.orders` (order/fill engine, positions, cash, P&L), :mod:`.pnl` (P&L subscriptions),
+:mod:`.wire` (order/account message layouts),
 :mod:`.session` (one connection), :mod:`.faults`, :mod:`.server`.
 """
 

@@ -45,3 +45,7 @@ class TwsSimConfig(Strict):
     fill_seed: int = 11
     first_order_id: Annotated[int, Field(gt=0)] = 1
     first_perm_id: Annotated[int, Field(gt=0)] = 1_000_000
+    delayed_data_s: Annotated[float, Field(gt=0)] = 900.0
+    """Market data type 3/4 streams what was live this many simulated seconds earlier (TWS: 15 minutes)."""
+    pnl_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    """Simulated seconds between P&L updates of one reqPnL/reqPnLSingle subscription (TWS: about 1 s)."""

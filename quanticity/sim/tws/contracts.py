@@ -3,7 +3,9 @@
 Listings come from the synthetic market: one underlying per simulated symbol (``IND`` for SPX,
 ``STK`` otherwise) and its session's option chain. Contract ids are assigned in a fixed order
 (symbols as the market lists them, then each chain in the market's order), so the same market
-configuration always yields the same ids.
+configuration always yields the same ids. A symbol added at run time
+(:meth:`ContractBook.list_symbol`) takes the next free ids; a removed one is delisted (no longer
+found by description) but keeps its ids, so re-adding it gives the same contracts back.
 """
 
 from __future__ import annotations
@@ -129,43 +131,87 @@ class ContractBook:
         self._underlyings: dict[str, Listing] = {}
         self._options: dict[str, list[Listing]] = {}
         self._by_option: dict[OptionContract, Listing] = {}
-        next_id = FIRST_CON_ID
+        self._delisted: dict[str, tuple[Listing, list[Listing]]] = {}
+        self._next_id = FIRST_CON_ID
         for symbol in market.symbols:
-            sec_type = "IND" if symbol in INDEX_SYMBOLS else "STK"
-            primary = PRIMARY_EXCHANGE.get(symbol, "NASDAQ" if symbol in NASDAQ_LISTED else "NYSE")
-            under = Listing(
-                con_id=next_id,
-                symbol=symbol,
-                sec_type=sec_type,
-                primary_exchange=primary,
-                local_symbol=symbol,
-                trading_class=symbol if sec_type == "STK" else "",
-            )
-            next_id += 1
-            self._add(under)
+            self.list_symbol(symbol, market.chain(symbol))
+
+    def list_symbol(self, symbol: str, chain: list[OptionContract]) -> Listing:
+        """List ``symbol`` and its ``chain`` (a symbol added to the market at run time); returns the underlying.
+
+        New ids continue after the highest one issued, so the start-up ids never change. A symbol
+        delisted earlier gets its old listings back: ids a client qualified (or holds positions
+        in) stay valid, as they would at a real exchange. Listing a listed symbol is a no-op.
+        """
+        if symbol in self._underlyings:
+            return self._underlyings[symbol]
+        restored = self._delisted.pop(symbol, None)
+        if restored is not None:
+            under, listed = restored
             self._underlyings[symbol] = under
-            listed: list[Listing] = []
-            for contract in market.chain(symbol):
-                expiry = dt.date.fromisoformat(contract.expiry)
-                option = Listing(
-                    con_id=next_id,
-                    symbol=symbol,
-                    sec_type="OPT",
-                    expiry=f"{expiry:%Y%m%d}",
-                    strike=float(contract.strike),
-                    right=contract.right.value,
-                    multiplier="100",
-                    local_symbol=_occ_symbol(symbol, expiry, contract.right.value, contract.strike),
-                    trading_class=symbol,
-                    min_tick=0.01,
-                    under_con_id=under.con_id,
-                    option=contract,
-                )
-                next_id += 1
-                self._add(option)
-                self._by_option[contract] = option
-                listed.append(option)
             self._options[symbol] = listed
+            self._by_option.update({o.option: o for o in listed if o.option is not None})
+            return under
+        sec_type = "IND" if symbol in INDEX_SYMBOLS else "STK"
+        primary = PRIMARY_EXCHANGE.get(symbol, "NASDAQ" if symbol in NASDAQ_LISTED else "NYSE")
+        under = Listing(
+            con_id=self._take_id(),
+            symbol=symbol,
+            sec_type=sec_type,
+            primary_exchange=primary,
+            local_symbol=symbol,
+            trading_class=symbol if sec_type == "STK" else "",
+        )
+        self._add(under)
+        self._underlyings[symbol] = under
+        listed: list[Listing] = []
+        for contract in chain:
+            expiry = dt.date.fromisoformat(contract.expiry)
+            option = Listing(
+                con_id=self._take_id(),
+                symbol=symbol,
+                sec_type="OPT",
+                expiry=f"{expiry:%Y%m%d}",
+                strike=float(contract.strike),
+                right=contract.right.value,
+                multiplier="100",
+                local_symbol=_occ_symbol(symbol, expiry, contract.right.value, contract.strike),
+                trading_class=symbol,
+                min_tick=0.01,
+                under_con_id=under.con_id,
+                option=contract,
+            )
+            self._add(option)
+            self._by_option[contract] = option
+            listed.append(option)
+        self._options[symbol] = listed
+        return under
+
+    def delist(self, symbol: str) -> bool:
+        """Stop listing ``symbol`` (removed from the market): lookups by description no longer find it.
+
+        Lookups by contract id still do, so orders and positions in its contracts keep resolving
+        (they simply get no more quotes). Returns False when ``symbol`` was not listed.
+        """
+        under = self._underlyings.pop(symbol, None)
+        if under is None:
+            return False
+        listed = self._options.pop(symbol, [])
+        for option in listed:
+            if option.option is not None:
+                self._by_option.pop(option.option, None)
+        self._delisted[symbol] = (under, listed)
+        return True
+
+    @property
+    def symbols(self) -> list[str]:
+        """Symbols listed now, in listing order."""
+        return list(self._underlyings)
+
+    def _take_id(self) -> int:
+        con_id = self._next_id
+        self._next_id += 1
+        return con_id
 
     def _add(self, listing: Listing) -> None:
         self._by_id[listing.con_id] = listing

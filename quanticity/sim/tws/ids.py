@@ -39,6 +39,10 @@ class In(enum.IntEnum):
     REQ_ACCOUNT_UPDATES_MULTI = 76
     CANCEL_ACCOUNT_UPDATES_MULTI = 77
     REQ_SEC_DEF_OPT_PARAMS = 78
+    REQ_PNL = 92
+    CANCEL_PNL = 93
+    REQ_PNL_SINGLE = 94
+    CANCEL_PNL_SINGLE = 95
     REQ_TICK_BY_TICK_DATA = 97
     CANCEL_TICK_BY_TICK_DATA = 98
     REQ_COMPLETED_ORDERS = 99
@@ -81,6 +85,8 @@ class Out(enum.IntEnum):
     SECURITY_DEFINITION_OPTION_PARAMETER = 75
     SECURITY_DEFINITION_OPTION_PARAMETER_END = 76
     TICK_REQ_PARAMS = 81
+    PNL = 94
+    PNL_SINGLE = 95
     TICK_BY_TICK = 99
     COMPLETED_ORDER = 101
     COMPLETED_ORDERS_END = 102
@@ -95,10 +101,14 @@ class Tick(enum.IntEnum):
     ASK_SIZE = 3
     LAST = 4
     LAST_SIZE = 5
+    HIGH = 6
+    LOW = 7
     VOLUME = 8
+    CLOSE = 9
     BID_OPTION = 10
     ASK_OPTION = 11
     MODEL_OPTION = 13
+    OPEN = 14
     HIST_VOLATILITY = 23  # generic tick 104
     IMPLIED_VOLATILITY = 24  # generic tick 106
     RT_VOLUME = 48  # generic tick 233
@@ -108,7 +118,11 @@ class Tick(enum.IntEnum):
     DELAYED_BID_SIZE = 69
     DELAYED_ASK_SIZE = 70
     DELAYED_LAST_SIZE = 71
+    DELAYED_HIGH = 72
+    DELAYED_LOW = 73
     DELAYED_VOLUME = 74
+    DELAYED_CLOSE = 75
+    DELAYED_OPEN = 76
     DELAYED_MODEL_OPTION = 83
 
 
@@ -120,6 +134,10 @@ DELAYED_OFFSET = {
     Tick.ASK_SIZE: Tick.DELAYED_ASK_SIZE,
     Tick.LAST_SIZE: Tick.DELAYED_LAST_SIZE,
     Tick.VOLUME: Tick.DELAYED_VOLUME,
+    Tick.HIGH: Tick.DELAYED_HIGH,
+    Tick.LOW: Tick.DELAYED_LOW,
+    Tick.CLOSE: Tick.DELAYED_CLOSE,
+    Tick.OPEN: Tick.DELAYED_OPEN,
     Tick.MODEL_OPTION: Tick.DELAYED_MODEL_OPTION,
 }
 """Live tick type → the delayed (market data type 3/4) tick type TWS uses instead."""
@@ -138,12 +156,14 @@ class ErrorCode(enum.IntEnum):
     NOT_CONNECTED_CLIENT_ID_IN_USE = 326
     MAX_DEPTH_REQUESTS = 309
     ORDER_MESSAGE_ERROR = 321
+    MARKET_DATA_NOT_SUBSCRIBED = 354
     CONNECTIVITY_LOST = 1100
     CONNECTIVITY_RESTORED_DATA_LOST = 1101
     CONNECTIVITY_RESTORED_DATA_KEPT = 1102
     MARKET_DATA_FARM_OK = 2104
     HMDS_FARM_OK = 2106
     SEC_DEF_FARM_OK = 2158
+    DELAYED_DATA_DISPLAYED = 10167
     MAX_TICK_BY_TICK = 10190
     CANCEL_NOT_FOUND = 10147
     CANCEL_NOT_CANCELLABLE = 10148
@@ -165,6 +185,8 @@ _TEXT = {
         "Note: TWS currently limits users to a maximum of {limit} distinct market depth requests."
     ),
     ErrorCode.ORDER_MESSAGE_ERROR: "Error validating request.-'{detail}'",
+    ErrorCode.MARKET_DATA_NOT_SUBSCRIBED: "Requested market data is not subscribed.{detail}",
+    ErrorCode.DELAYED_DATA_DISPLAYED: "Requested market data is not subscribed. Displaying delayed market data.",
     ErrorCode.CONNECTIVITY_LOST: "Connectivity between IB and Trader Workstation has been lost.",
     ErrorCode.CONNECTIVITY_RESTORED_DATA_LOST: (
         "Connectivity between IB and Trader Workstation has been restored - data lost."

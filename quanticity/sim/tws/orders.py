@@ -33,10 +33,12 @@ import numpy as np
 from quanticity.sim.tws.config import TwsSimConfig
 from quanticity.sim.tws.contracts import Listing
 
-__all__ = ["ExecutionRecord", "OrderEngine", "OrderRequest", "OrderSink", "PositionRecord", "SimOrder"]
+__all__ = ["ExecutionRecord", "OrderEngine", "OrderRequest", "OrderSink", "PnlValues", "PositionRecord", "SimOrder"]
 
 QuoteFn = Callable[[Listing], tuple[float, float] | None]
 """Current (bid, ask) of a listing, or None when it has no market now."""
+MarkFn = Callable[[Listing], float | None]
+"""Current mark (mid) of a listing, or None when it has no market now."""
 
 ORDER_TYPES = frozenset({"LMT", "MKT", "STP", "TRAIL"})
 WORKING = frozenset({"PreSubmitted", "Submitted"})
@@ -133,6 +135,24 @@ class PositionRecord:
     realized_pnl: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PnlValues:
+    """P&L of the account or of one contract, as reqPnL / reqPnLSingle report it.
+
+    ``realized`` is net of every commission charged (the simulator does not fold the opening
+    commission into ``avgCost`` the way TWS does, so it is realized when charged — the same
+    convention as the ``RealizedPnL`` account value); ``unrealized`` is quantity × (mark −
+    avgCost); the account opens flat at the session start, so ``daily`` is realized +
+    unrealized, i.e. the change of NetLiquidation since the open.
+    """
+
+    daily: float
+    unrealized: float
+    realized: float
+    position: float = 0.0
+    value: float = 0.0
+
+
 class OrderSink(Protocol):
     """Receiver of everything the engine changes (the server fans it out to client sessions)."""
 
@@ -158,6 +178,8 @@ class OrderEngine:
         self.positions: dict[int, PositionRecord] = {}
         self.cash = config.start_cash
         self.commissions = 0.0
+        self.commissions_by_contract: dict[int, float] = {}
+        """Commission charged per conId (reqPnLSingle's realized P&L is net of it)."""
 
     # --- requests -------------------------------------------------------------------------
     def max_order_id(self) -> int:
@@ -345,6 +367,8 @@ class OrderEngine:
         realized = gross - commission if closed else 0.0
         self.cash -= signed * price * mult + commission
         self.commissions += commission
+        by_contract = self.commissions_by_contract
+        by_contract[listing.con_id] = by_contract.get(listing.con_id, 0.0) + commission
         self._exec_seq += 1
         record = ExecutionRecord(
             exec_id=f"{order.perm_id:08x}.{self._exec_seq:08x}.01.01",
@@ -422,19 +446,26 @@ class OrderEngine:
         self._sink.order_changed(order)
 
     # --- account --------------------------------------------------------------------------
-    def account_values(self, marks: Callable[[Listing], float | None]) -> dict[str, float]:
+    @staticmethod
+    def _valued(pos: PositionRecord, marks: MarkFn) -> tuple[float, float]:
+        """(market value, unrealized P&L) of one position; without a market it is carried at cost."""
+        if pos.quantity == 0:
+            return 0.0, 0.0
+        mult = pos.listing.multiplier_value
+        mark = marks(pos.listing)
+        if mark is None:
+            mark = pos.avg_cost / mult
+        market_value = pos.quantity * mark * mult
+        return market_value, market_value - pos.quantity * pos.avg_cost
+
+    def account_values(self, marks: MarkFn) -> dict[str, float]:
         """Account values TWS reports (NetLiquidation, cash, P&L …) at the current marks."""
         market_value = 0.0
         unrealized = 0.0
         for pos in self.positions.values():
-            if pos.quantity == 0:
-                continue
-            mark = marks(pos.listing)
-            mult = pos.listing.multiplier_value
-            if mark is None:
-                mark = pos.avg_cost / mult
-            market_value += pos.quantity * mark * mult
-            unrealized += pos.quantity * mark * mult - pos.quantity * pos.avg_cost
+            value, gain = self._valued(pos, marks)
+            market_value += value
+            unrealized += gain
         realized = sum(p.realized_pnl for p in self.positions.values()) - self.commissions
         net = self.cash + market_value
         return {
@@ -446,6 +477,31 @@ class OrderEngine:
             "UnrealizedPnL": round(unrealized, 2),
             "RealizedPnL": round(realized, 2),
         }
+
+    def pnl(self, marks: MarkFn) -> PnlValues:
+        """Account P&L (reqPnL): the ``UnrealizedPnL``/``RealizedPnL`` account values, and their sum as daily."""
+        values = self.account_values(marks)
+        unrealized, realized = values["UnrealizedPnL"], values["RealizedPnL"]
+        return PnlValues(daily=round(unrealized + realized, 2), unrealized=unrealized, realized=realized)
+
+    def position_pnl(self, con_id: int, marks: MarkFn) -> PnlValues:
+        """P&L of one contract (reqPnLSingle); a contract never traded is all zeros.
+
+        The per-contract values add up to :meth:`pnl` (each contract's realized P&L is net of
+        the commissions charged on it).
+        """
+        pos = self.positions.get(con_id)
+        if pos is None:
+            return PnlValues(0.0, 0.0, 0.0)
+        value, unrealized = self._valued(pos, marks)
+        realized = pos.realized_pnl - self.commissions_by_contract.get(con_id, 0.0)
+        return PnlValues(
+            daily=round(unrealized + realized, 2),
+            unrealized=round(unrealized, 2),
+            realized=round(realized, 2),
+            position=pos.quantity,
+            value=round(value, 2),
+        )
 
 
 def _positive(value: float | None) -> bool:

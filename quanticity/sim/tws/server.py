@@ -28,7 +28,8 @@ from quanticity.sim.tws.contracts import ContractBook, Listing
 from quanticity.sim.tws.faults import FaultState
 from quanticity.sim.tws.ids import ErrorCode, In, Out, error_text
 from quanticity.sim.tws.marketdata import BadData, MarketDataHub
-from quanticity.sim.tws.orders import ExecutionRecord, OrderEngine, PositionRecord, SimOrder
+from quanticity.sim.tws.orders import ExecutionRecord, OrderEngine, PnlValues, PositionRecord, SimOrder
+from quanticity.sim.tws.pnl import PnlSubscriptions
 from quanticity.sim.tws.session import ClientSession
 
 __all__ = ["TwsSimulator"]
@@ -50,8 +51,13 @@ class TwsSimulator:
         self.contracts = ContractBook(market)
         self.engine = OrderEngine(self.config, self)
         self.hub = MarketDataHub(
-            self._option_quote, market.vol, self.config.max_depth_lines, self.config.max_tick_by_tick
+            self._option_quote,
+            market.vol,
+            self.config.max_depth_lines,
+            self.config.max_tick_by_tick,
+            delayed_s=self.config.delayed_data_s,
         )
+        self.pnl = PnlSubscriptions(self.config.pnl_interval_s)
         self.faults = FaultState()
         self.stats: collections.Counter[str] = collections.Counter()
         self._monotonic = monotonic
@@ -156,6 +162,7 @@ class TwsSimulator:
             del self._by_client[session.client_id]
             log.info("client %d disconnected", session.client_id)
         self.hub.drop_session(session.session_id)
+        self.pnl.drop_session(session.session_id)
 
     @property
     def clients(self) -> list[int]:
@@ -169,12 +176,18 @@ class TwsSimulator:
         return self.market.now_ns
 
     def step(self) -> dict[str, MarketBatch]:
-        """One market step: publish market data, then match orders against the new quotes."""
+        """One market step: publish market data, match orders against the new quotes, then P&L.
+
+        P&L goes last so an update reflects the step's fills and marks; like market data it
+        stops while TWS has lost IB (1100).
+        """
         batches = self.market.step(ts_init_ns=self.market.now_ns)
         self._last.update(batches)
         self._option_cache = {}
         self.hub.publish(batches, self.now_ns)
         self.engine.on_market(self._quote, self.now_ns)
+        if not self.hub.stalled:
+            self.pnl.publish(self.now_ns, self.account_pnl, self.position_pnl)
         return batches
 
     def advance(self, seconds: float) -> int:
@@ -217,10 +230,42 @@ class TwsSimulator:
             except TimeoutError:
                 continue
 
+    # --- universe -------------------------------------------------------------------------
+    def add_symbol(self, symbol: str) -> Listing:
+        """List ``symbol`` at run time: the market simulates it and the security master lists its chain.
+
+        The market refuses a symbol without an entry under ``underlyings`` in market.yaml
+        (KeyError naming it), before anything is listed. Its path depends only on (seed,
+        symbol), so adding it leaves every other symbol's path unchanged. Its first quote (and
+        full option chain) comes with the next market step, as for every symbol at the open.
+        Returns the underlying's listing; a no-op for a listed symbol.
+        """
+        self.market.add_symbol(symbol)
+        listing = self.contracts.list_symbol(symbol, self.market.chain(symbol))
+        self.stats["symbols_added"] += 1
+        log.info("symbol %s listed (conId %d, %d options)", symbol, listing.con_id, len(self.contracts.options(symbol)))
+        return listing
+
+    def remove_symbol(self, symbol: str) -> bool:
+        """Stop simulating ``symbol``: no more quotes, depth or prints for it or its options.
+
+        Subscriptions a client still holds stay registered (TWS does not cancel them for the
+        client) but publish nothing; contract ids keep resolving for orders and positions.
+        Returns False when ``symbol`` was not simulated.
+        """
+        if symbol not in self.market.symbols:
+            return False
+        self.market.remove_symbol(symbol)
+        self.contracts.delist(symbol)
+        self._last.pop(symbol, None)
+        self.stats["symbols_removed"] += 1
+        log.info("symbol %s removed", symbol)
+        return True
+
     # --- pricing --------------------------------------------------------------------------
     def _option_quote(self, listing: Listing) -> OptionQuote | None:
-        if listing.option is None:
-            return None
+        if listing.option is None or self.contracts.underlying(listing.symbol) is None:
+            return None  # a removed symbol's options are no longer quoted (nor priced for fills)
         cached = self._option_cache.get(listing.con_id)
         if cached is None:
             cached = self.market.option_quote(listing.option, ts_init_ns=self.now_ns)
@@ -253,6 +298,19 @@ class TwsSimulator:
 
     def account_values(self) -> dict[str, float]:
         return self.engine.account_values(self._mark)
+
+    def account_pnl(self) -> PnlValues:
+        """The account's P&L at the current marks (what reqPnL streams)."""
+        return self.engine.pnl(self._mark)
+
+    def position_pnl(self, con_id: int) -> PnlValues:
+        """One contract's P&L at the current mark (what reqPnLSingle streams)."""
+        return self.engine.position_pnl(con_id, self._mark)
+
+    def subscribe_pnl(self, session: ClientSession, req_id: int, con_id: int | None) -> None:
+        """reqPnL (``con_id`` None) or reqPnLSingle: the current values now, then periodic updates."""
+        values = self.account_pnl() if con_id is None else self.position_pnl(con_id)
+        self.pnl.add(session, req_id, con_id, values, self.now_ns)
 
     def order_changed(self, order: SimOrder) -> None:
         session = self._by_client.get(order.client_id)
@@ -326,6 +384,7 @@ class TwsSimulator:
         if data_lost:
             for session in self._sessions.values():
                 self.hub.drop_session(session.session_id)
+                self.pnl.drop_session(session.session_id)
             self._broadcast_error(ErrorCode.CONNECTIVITY_RESTORED_DATA_LOST)
         else:
             self._broadcast_error(ErrorCode.CONNECTIVITY_RESTORED_DATA_KEPT)

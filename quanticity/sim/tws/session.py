@@ -82,6 +82,10 @@ class ClientSession:
             In.REQ_TICK_BY_TICK_DATA: self._req_tick_by_tick,
             In.CANCEL_TICK_BY_TICK_DATA: self._cancel_tick_by_tick,
             In.REQ_COMPLETED_ORDERS: self._req_completed_orders,
+            In.REQ_PNL: self._req_pnl,
+            In.CANCEL_PNL: lambda r: self._cancel_pnl(r, single=False),
+            In.REQ_PNL_SINGLE: self._req_pnl_single,
+            In.CANCEL_PNL_SINGLE: lambda r: self._cancel_pnl(r, single=True),
         }
 
     # --- transport ------------------------------------------------------------------------
@@ -463,6 +467,48 @@ class ClientSession:
             if not tags or tag in tags or "$LEDGER" in tags or "$LEDGER:ALL" in tags:
                 self.send([Out.ACCOUNT_SUMMARY, 1, req_id, account, tag, values[tag], "USD"])
         self.send([Out.ACCOUNT_SUMMARY_END, 1, req_id])
+
+    def _pnl_request_valid(self, req_id: int, account: str, model: str) -> bool:
+        """reqPnL/reqPnLSingle name the account (and optionally a model); TWS answers 321 otherwise."""
+        if account != self.server.config.account:
+            detail = f"cause - Invalid account code {account!r}"
+        elif model:
+            detail = f"cause - Invalid model code {model!r}"
+        else:
+            return True
+        self.server.stats["pnl_refused"] += 1
+        self.error(req_id, ErrorCode.ORDER_MESSAGE_ERROR, error_text(ErrorCode.ORDER_MESSAGE_ERROR, detail=detail))
+        return False
+
+    def _req_pnl(self, reader: FieldReader) -> None:
+        req_id = reader.int("reqId")
+        account = reader.str("account")
+        model = reader.str("modelCode")
+        if self._pnl_request_valid(req_id, account, model):
+            try:
+                self.server.subscribe_pnl(self, req_id, None)
+            except SubscriptionRefused as exc:
+                self.error(req_id, exc.code, str(exc))
+
+    def _req_pnl_single(self, reader: FieldReader) -> None:
+        req_id = reader.int("reqId")
+        account = reader.str("account")
+        model = reader.str("modelCode")
+        con_id = reader.int("conId")
+        if not self._pnl_request_valid(req_id, account, model):
+            return
+        if con_id <= 0 or self.server.contracts.by_id(con_id) is None:
+            self.server.stats["pnl_refused"] += 1
+            detail = f"cause - Invalid conId {con_id}"
+            self.error(req_id, ErrorCode.ORDER_MESSAGE_ERROR, error_text(ErrorCode.ORDER_MESSAGE_ERROR, detail=detail))
+            return
+        try:
+            self.server.subscribe_pnl(self, req_id, con_id)
+        except SubscriptionRefused as exc:
+            self.error(req_id, exc.code, str(exc))
+
+    def _cancel_pnl(self, reader: FieldReader, single: bool) -> None:
+        self.server.pnl.cancel(self, reader.int("reqId"), single)
 
     def _req_account_updates_multi(self, reader: FieldReader) -> None:
         reader.int("version")

@@ -20,7 +20,13 @@ Rules it keeps:
   commissionReport (a fill waits for its report; a reconnect re-reads both);
 - until the account is reconciled (positions, orders and executions all answered), the adapter
   refuses new orders and lookups with :class:`~quanticity.execution.router.BrokerError`: an
-  unanswered request is never taken for an empty book or a flat position.
+  unanswered request is never taken for an empty book or a flat position;
+- account P&L is streamed with ``reqPnL(account)``, subscribed by a second sync hook after every
+  connect, reconnect and 1101 (the broker's own view of P&L, next to the router's fill-based
+  one); :meth:`IbkrBroker.pnl` returns the last values with their arrival time. IB sends
+  ``DBL_MAX`` (or NaN) for a value it does not have: such a value is *unknown* (None), never a
+  number. P&L is informational — a refused or missing subscription is counted and logged but
+  never leaves the account unreconciled.
 
 Usage::
 
@@ -39,9 +45,10 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from typing import Any, TypedDict
 
 from ib_async import Fill as IbFill
-from ib_async import LimitOrder, Order, StopOrder, Trade
+from ib_async import LimitOrder, Order, PnL, StopOrder, Trade
 from ib_async.objects import CommissionReport
 
 from quanticity.clock import Clock
@@ -50,13 +57,34 @@ from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, Sid
 from quanticity.venues.ibkr.connection import IbkrConnection, SyncError
 from quanticity.venues.ibkr.contracts import from_ib_option, to_ib_option
 
-__all__ = ["IbkrBroker"]
+__all__ = ["IbkrBroker", "PnlSnapshot"]
 
 log = logging.getLogger("quanticity.venues.ibkr.broker")
 
 NS = 1_000_000_000
 PENDING_STATES = frozenset({"", "PendingSubmit", "ApiPending"})
 CANCELLED_STATES = frozenset({"Cancelled", "ApiCancelled"})
+UNSET_ABOVE = 1e300
+"""IB marks a value it does not have with DBL_MAX (~1.8e308); anything this large is unset."""
+
+
+class PnlSnapshot(TypedDict):
+    """Account P&L as IB last reported it; None = unknown (never reported, or reported unset)."""
+
+    daily: float | None
+    unrealized: float | None
+    realized: float | None
+    updated_ns: int | None
+    """Clock time the last update arrived (None = none yet): consumers judge staleness by it."""
+
+
+def _known(value: object) -> float | None:
+    """An IB P&L field as a number, or None when IB sent NaN/DBL_MAX ("unset") or garbage."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and abs(number) < UNSET_ABOVE else None
 
 
 @dataclasses.dataclass
@@ -88,11 +116,17 @@ class IbkrBroker:
         self._fill_log: list[Fill] = []
         self._positions: dict[str, float] = {}
         self._positions_known = False
+        self._pnl: PnlSnapshot = {"daily": None, "unrealized": None, "realized": None, "updated_ns": None}
+        self._pnl_account = ""
+        self.last_pnl_error = ""
         connection.add_sync_hook("broker", self.reconcile)
+        connection.add_sync_hook("pnl", self.subscribe_pnl)
         self.ib.orderStatusEvent += self._on_trade
         self.ib.openOrderEvent += self._on_trade
         self.ib.commissionReportEvent += self._on_commission
         self.ib.positionEvent += self._on_position
+        self.ib.pnlEvent += self._on_pnl
+        self.ib.errorEvent += self._on_error
 
     # --- router interface -----------------------------------------------------------------
     async def place(self, intent: OrderIntent) -> BrokerOrder:
@@ -221,6 +255,56 @@ class IbkrBroker:
         if not self._positions_known:
             raise BrokerError("positions not reconciled with IBKR: unknown (not flat)")
         return {k: v for k, v in self._positions.items() if v}
+
+    def pnl(self) -> PnlSnapshot:
+        """The account's daily, unrealized and realized P&L as IB last streamed them (a copy)."""
+        return self._pnl.copy()
+
+    # --- P&L (sync hook) ------------------------------------------------------------------
+    async def subscribe_pnl(self, reason: str = "manual") -> bool:
+        """(Re-)subscribe ``reqPnL`` for the account; False (counted) when it could not be sent.
+
+        After a reconnect ib_async has forgotten the old subscription; after a 1101 or a retried
+        sync on the same socket it still holds it while TWS may have dropped it, so it is
+        cancelled and requested again. A 1102 (data kept) leaves a live subscription alone.
+        """
+        account = self.config.account or next(iter(self.ib.managedAccounts()), "")
+        if not account:
+            self.stats["pnl_no_account"] += 1
+            log.warning("ibkr P&L (%s): no account known; not subscribed", reason)
+            return False
+        held = bool(self.ib.pnl(account))
+        if reason == "1102" and held and account == self._pnl_account:
+            return True
+        try:
+            if held:
+                self.ib.cancelPnL(account)
+            self._pnl_account = account
+            self.ib.reqPnL(account)
+        except ConnectionError as exc:
+            self.stats["pnl_unsubscribed"] += 1
+            log.warning("ibkr P&L (%s): reqPnL not sent: %s", reason, exc)
+            return False
+        self.stats["pnl_subscriptions"] += 1
+        return True
+
+    def _on_pnl(self, pnl: PnL) -> None:
+        if pnl.account != self._pnl_account or pnl.modelCode:
+            return
+        daily, unrealized, realized = _known(pnl.dailyPnL), _known(pnl.unrealizedPnL), _known(pnl.realizedPnL)
+        unknown = sum(v is None for v in (daily, unrealized, realized))
+        if unknown:
+            self.stats["pnl_unset_values"] += unknown
+        self._pnl = {"daily": daily, "unrealized": unrealized, "realized": realized, "updated_ns": self.clock.now_ns()}
+        self.stats["pnl_updates"] += 1
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        if req_id < 0 or not self._pnl_account:
+            return
+        if self.ib.wrapper.pnlKey2ReqId.get((self._pnl_account, "")) == req_id:
+            self.stats["pnl_errors"] += 1
+            self.last_pnl_error = f"{code} {message}"
+            log.error("ibkr P&L subscription refused: %s %s", code, message)
 
     # --- reconciliation (sync hook) -------------------------------------------------------
     async def reconcile(self, reason: str = "manual") -> dict[str, int]:

@@ -74,6 +74,34 @@ class DepthRotation:
             self._window_start = now_s
         return DepthPlan(subscribe, cancel)
 
+    def add_symbol(self, symbol: str) -> bool:
+        """Rotate over ``symbol`` too (added to the universe at run time); False if it already is.
+
+        It joins at the end of the round-robin order and gets a line at the next window (or at
+        the next :meth:`plan` while there are no more symbols than lines).
+        """
+        if symbol in self.symbols:
+            return False
+        self.symbols.append(symbol)
+        return True
+
+    def remove_symbol(self, symbol: str) -> bool:
+        """Stop rotating over ``symbol``; True when it held a line, which the caller must cancel.
+
+        The cursor keeps pointing at the same next symbol, so the other symbols' turns are not
+        skipped or repeated.
+        """
+        if symbol not in self.symbols:
+            return False
+        index = self.symbols.index(symbol)
+        self.symbols.remove(symbol)
+        if index < self._cursor:
+            self._cursor -= 1
+        self._cursor = self._cursor % len(self.symbols) if self.symbols else 0
+        held = symbol in self.active
+        self.active.discard(symbol)
+        return held
+
     def capacity_error(self, symbol: str, now_s: float) -> None:
         """TWS refused ``symbol`` with 309: drop it and use one line fewer until the retry time."""
         self.capacity_errors += 1

@@ -64,6 +64,11 @@ RT_VOLUME_TICK = 48
 DARK_VENUES = frozenset({"FINRA", "ADF", "TRF"})
 
 
+async def _next_update(ticker: Ticker) -> None:
+    """Return at the ticker's next update (ib_async emits ``updateEvent`` once per changed ticker)."""
+    await ticker.updateEvent
+
+
 class IbkrFeed:
     """Market data of ``symbols`` through one IBKR connection (module docstring: what and how)."""
 
@@ -111,18 +116,95 @@ class IbkrFeed:
         """Qualify (once) and subscribe every stream; raises SyncError if TWS does not answer."""
         await self._qualify_underlyings()
         for symbol, contract in self._underlyings.items():
-            self._request_l1(contract, self.config.generic_ticks)
-            if symbol in self.config.tick_by_tick_symbols and contract.secType != "IND":
-                if self._subscribed(contract, self.config.tick_by_tick_type):
-                    self.ib.cancelTickByTickData(contract, self.config.tick_by_tick_type)
-                self.ib.reqTickByTickData(contract, self.config.tick_by_tick_type, 0, False)
+            self._subscribe_underlying(symbol, contract)
         self.depth.reset()
         self._depth_requests.clear()
         self.rotate_depth()
-        for symbol in self.option_symbols:
-            await self.load_options(symbol)
+        # every chain at once (a copy of the list: add/remove_symbol may run meanwhile): the
+        # client's pacing (pacing_msgs_per_s) spaces the requests, round trips no longer add up
+        await asyncio.gather(*(self.load_options(symbol) for symbol in list(self.option_symbols)))
         for contract, _ in self._options.values():
             self._request_l1(contract, "")
+
+    async def add_symbol(self, symbol: str, options: bool = True, subscribe: bool = True) -> int:
+        """Stream ``symbol`` from now on (run-time universe change); returns the option lines opened.
+
+        Only the new symbol's requests go out — qualification, L1, tick-by-tick if configured,
+        its option chain when ``options`` — instead of :meth:`subscribe_all`, which would cancel
+        and re-request every line of the session. It joins the depth rotation if it is a
+        configured depth symbol. With ``subscribe`` False (the connection is not ready yet) it is
+        only registered: the sync hook subscribes it with the rest. Raises ValueError naming the
+        symbol when TWS has no single contract definition for it (nothing is left registered),
+        SyncError when TWS does not answer.
+        """
+        if symbol in self.symbols:
+            return 0
+        if subscribe:
+            await self._qualify([symbol])
+            if symbol not in self._underlyings:
+                raise ValueError(f"symbol: {symbol} has no single contract definition at IBKR; not subscribed")
+        self.symbols.append(symbol)
+        if options and symbol not in self.option_symbols:
+            self.option_symbols.append(symbol)
+        if symbol in self.config.depth_symbols:
+            self.depth.add_symbol(symbol)
+        if not subscribe:
+            return 0
+        self._subscribe_underlying(symbol, self._underlyings[symbol])
+        self.rotate_depth()
+        if not options:
+            return 0
+        before = set(self._options)
+        await self.load_options(symbol)
+        opened = [self._options[c][0] for c in self._options if c not in before]
+        for contract in opened:
+            self._request_l1(contract, "")
+        return len(opened)
+
+    def remove_symbol(self, symbol: str) -> int:
+        """Stop streaming ``symbol``: cancel its L1, tick-by-tick, depth line and option lines.
+
+        Its contracts are forgotten, so a late tick for them is dropped; re-adding it qualifies
+        again. Returns how many subscriptions were cancelled (0 for a symbol not streamed).
+        """
+        if symbol not in self.symbols:
+            return 0
+        self.symbols.remove(symbol)
+        if symbol in self.option_symbols:
+            self.option_symbols.remove(symbol)
+        cancelled = 0
+        connected = self.ib.isConnected()
+        if self.depth.remove_symbol(symbol) or symbol in self._depth_contracts:
+            contract = self._depth_contracts.pop(symbol, None)
+            self._depth_requests.pop(symbol, None)
+            if contract is not None and connected:
+                self.ib.cancelMktDepth(contract)
+                cancelled += 1
+        under = self._underlyings.pop(symbol, None)
+        if under is not None:
+            self._by_con_id.pop(under.conId, None)
+            self._last_quote.pop(under.conId, None)
+            if connected and self._subscribed(under, self.config.tick_by_tick_type):
+                self.ib.cancelTickByTickData(under, self.config.tick_by_tick_type)
+                cancelled += 1
+            if connected and self._subscribed(under, "mktData"):
+                self.ib.cancelMktData(under)
+                cancelled += 1
+        for con_id in [c for c, (_, o) in self._options.items() if o.underlying == symbol]:
+            contract, _ = self._options.pop(con_id)
+            self._last_quote.pop(con_id, None)
+            if connected and self._subscribed(contract, "mktData"):
+                self.ib.cancelMktData(contract)
+                cancelled += 1
+        return cancelled
+
+    def _subscribe_underlying(self, symbol: str, contract: Contract) -> None:
+        """L1 with the generic ticks, plus tick-by-tick prints for the configured symbols (not an index)."""
+        self._request_l1(contract, self.config.generic_ticks)
+        if symbol in self.config.tick_by_tick_symbols and contract.secType != "IND":
+            if self._subscribed(contract, self.config.tick_by_tick_type):
+                self.ib.cancelTickByTickData(contract, self.config.tick_by_tick_type)
+            self.ib.reqTickByTickData(contract, self.config.tick_by_tick_type, 0, False)
 
     def _subscribed(self, contract: Contract, kind: str) -> bool:
         """Whether ib_async holds a live ``kind`` request for ``contract`` (after 1101 TWS has dropped it)."""
@@ -135,7 +217,10 @@ class IbkrFeed:
         self.ib.reqMktData(contract, generic, False, False)
 
     async def _qualify_underlyings(self) -> None:
-        missing = [s for s in self.symbols if s not in self._underlyings]
+        await self._qualify([s for s in self.symbols if s not in self._underlyings])
+
+    async def _qualify(self, missing: list[str]) -> None:
+        """Contract details of ``missing`` in one concurrent round (the client paces the requests)."""
         if not missing:
             return
         timeout = self.config.request_timeout_s
@@ -164,12 +249,16 @@ class IbkrFeed:
             return 0
         timeout = self.config.request_timeout_s
         try:
-            chains = await asyncio.wait_for(
-                self.ib.reqSecDefOptParamsAsync(symbol, "", under.secType, under.conId), timeout
+            chains, spot = await asyncio.wait_for(
+                asyncio.gather(
+                    self.ib.reqSecDefOptParamsAsync(symbol, "", under.secType, under.conId), self._spot(under)
+                ),
+                timeout,
             )
-            spot = await self._spot(under)
         except TimeoutError:
             raise SyncError(f"option parameters of {symbol} unanswered within {timeout} s") from None
+        if symbol not in self.symbols:
+            return 0  # removed while its parameters were on the way
         chain = next((c for c in chains if c.exchange == "SMART"), chains[0] if chains else None)
         if chain is None or spot is None:
             log.warning("feed: no option chain or spot for %s", symbol)
@@ -177,8 +266,9 @@ class IbkrFeed:
         strikes = sorted(chain.strikes, key=lambda k: abs(k - spot))[: 2 * self.config.option_strikes_each_side + 1]
         wanted = set(strikes)
         added = 0
-        for expiry in sorted(chain.expirations)[: self.config.option_expiries]:
-            query = Contract(
+        expiries = sorted(chain.expirations)[: self.config.option_expiries]
+        queries = [
+            Contract(
                 secType="OPT",
                 symbol=symbol,
                 lastTradeDateOrContractMonth=expiry,
@@ -186,10 +276,17 @@ class IbkrFeed:
                 currency="USD",
                 tradingClass=chain.tradingClass,
             )
-            try:
-                details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(query), timeout)
-            except TimeoutError:
-                raise SyncError(f"option contracts of {symbol} {expiry} unanswered within {timeout} s") from None
+            for expiry in expiries
+        ]
+        try:  # every expiry in one concurrent round: the client's pacing spaces the requests
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(self.ib.reqContractDetailsAsync(q) for q in queries)), timeout
+            )
+        except TimeoutError:
+            raise SyncError(f"option contracts of {symbol} {expiries} unanswered within {timeout} s") from None
+        if symbol not in self.symbols:
+            return 0
+        for details in answers:
             for detail in details:
                 contract = detail.contract
                 if contract is None or contract.strike not in wanted:
@@ -213,7 +310,30 @@ class IbkrFeed:
                 return float(price)
         (snap,) = await self.ib.reqTickersAsync(contract)
         price = snap.marketPrice()
-        return float(price) if price == price and price > 0 else None
+        if price == price and price > 0:
+            return float(price)
+        return await self._first_price(contract)
+
+    async def _first_price(self, contract: Contract) -> float | None:
+        """The streaming line's first price: a symbol listed moments ago has no quote to snapshot yet.
+
+        Waits on the ticker's update event (no polling) up to ``request_timeout_s``; None if the
+        line is not subscribed or nothing arrives in time.
+        """
+        ticker = self.ib.ticker(contract)
+        if ticker is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_timeout_s
+        while (remaining := deadline - loop.time()) > 0:
+            price = ticker.marketPrice()
+            if price == price and price > 0:
+                return float(price)
+            try:
+                await asyncio.wait_for(_next_update(ticker), remaining)
+            except TimeoutError:
+                return None
+        return None
 
     def rotate_depth(self) -> None:
         """Apply the depth rotation due now (call on a timer; tests call it after moving the clock)."""
