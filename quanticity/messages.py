@@ -302,12 +302,16 @@ class PositionEvent(Message, frozen=True, kw_only=True):
     same event emitted again after a restart is recognised and never published twice.
     ``STOP_MOVED`` carries ``new_stop`` and why it moved (``reason``: trailing stop, break-even);
     ``EXPLANATION`` carries the overseer's ``text`` about the fill ``event_id`` names and who
-    wrote it (``source``: model or template).
+    wrote it (``source``: model or template). ``thread`` is the exec id of the fill that opened the
+    position — the entry alert the event replies to — so an event read after the position has
+    closed (the streams are followed separately) still lands in the right thread; empty means the
+    contract's open thread.
     """
 
     event_id: str
     contract_key: str
     kind: PositionEventKind
+    thread: str = ""
     new_stop: float | None = None
     reason: str = ""
     text: str = ""

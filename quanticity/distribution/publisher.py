@@ -109,12 +109,13 @@ class Publisher:
     def on_followup(self, event: PositionEvent) -> list[str]:
         """Schedule a non-fill position event (stop moved, post-fill explanation) in the position's thread.
 
-        Without an open thread (no entry alert for that contract on this channel) there is
-        nothing to follow up and nothing is scheduled. Idempotent like :meth:`on_fill`: the
+        The thread is the event's (the entry alert of the fill that opened the position), else the
+        contract's open one; when this channel never scheduled that entry alert there is nothing
+        to follow up and nothing is scheduled. Idempotent like :meth:`on_fill`: the
         event id is the message key, so an event seen again schedules nothing new.
         """
-        thread = self.schedule.thread_of(event.contract_key)
-        if thread is None:
+        thread = event.thread or self.schedule.thread_of(event.contract_key)
+        if not thread or not self.schedule.scheduled(thread, self.spec.tiers):
             self.counters["followup_without_thread"] += 1
             return []
         try:

@@ -20,6 +20,7 @@ The scripts touch only the keys they are given; one publisher owns one channel's
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,6 +215,10 @@ class Schedule:
     def thread_of(self, contract_key: str) -> str | None:
         """Message key of the open entry alert of ``contract_key``, if any."""
         return self.client.hget(self._threads, contract_key)
+
+    def scheduled(self, message_key: str, tiers: Sequence[str]) -> bool:
+        """True when the message ``message_key`` was scheduled for any of ``tiers`` on this channel."""
+        return any(self.client.exists(self._hash(delivery_id(message_key, tier))) for tier in tiers)
 
     def due_ids(self, now_ns: int, limit: int) -> list[str]:
         """Pending delivery ids due at ``now_ns``, earliest first."""

@@ -245,6 +245,7 @@ class _PlanState(msgspec.Struct, kw_only=True):
     revision: int = 1
     exec_ids: list[str] = msgspec.field(default_factory=list)
     broker_bracket: bool = False  # rungs and stops execute at the broker (bracket), not from marks
+    opened_by: str = ""  # exec id of the fill that opened the position (its subscribers' thread)
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -265,6 +266,7 @@ class ExitPlan:
         tick: float = 0.01,
         breakeven_offset: float = 0.0,
         broker_bracket: bool = False,
+        opened_by: str = "",
     ) -> None:
         if not (math.isfinite(entry_price) and entry_price > 0):
             raise ValueError(f"entry_price: {entry_price} must be a positive price")
@@ -290,6 +292,7 @@ class ExitPlan:
             earnings_date=earnings,
             exit_session=session,
             broker_bracket=broker_bracket,
+            opened_by=opened_by,
         )
         self._body = self._bracket_body()
 
@@ -298,6 +301,11 @@ class ExitPlan:
     def plan_id(self) -> str:
         """Identifier of the plan (names its OCA groups)."""
         return self._s.plan_id
+
+    @property
+    def opened_by(self) -> str:
+        """Exec id of the fill that opened the position ("" for plans saved before it was kept)."""
+        return self._s.opened_by
 
     @property
     def rules(self) -> ExitRules:

@@ -446,6 +446,7 @@ class OrderRouter:
                     plan_id=plan_id_for(key, fill.exec_id),
                     exit_session=None,
                     broker_bracket=self.brackets,
+                    opened_by=fill.exec_id,
                 )
             else:
                 plan.on_entry_fill(fill.quantity, fill.price, fill.exec_id)
@@ -690,7 +691,7 @@ class OrderRouter:
         if complete and stop is not None and same_shape(record, desired) and desired.stop_price is not None:
             ack = self.broker.replace(stop.ref, desired.stop_price)
             if ack is not None and ack.status in LIVE_STATUSES:
-                moved = self._stop_moved(plan.plan_id, key, stop.price, desired.stop_price, desired, now_ns)
+                moved = self._stop_moved(plan, key, stop.price, desired.stop_price, desired, now_ns)
                 stop.price = desired.stop_price
                 stop.label = desired.stop_reason or stop.label
                 record.revision = desired.revision
@@ -710,7 +711,7 @@ class OrderRouter:
             )
             return
         previous_stop = stop.price if stop is not None else None
-        moved = self._stop_moved(plan.plan_id, key, previous_stop, desired.stop_price, desired, now_ns)
+        moved = self._stop_moved(plan, key, previous_stop, desired.stop_price, desired, now_ns)
         if moved is not None:
             # announced before the legs are recorded: a crash in between re-announces the same
             # event id on the next sync (the publishers schedule it once), never loses it
@@ -731,7 +732,7 @@ class OrderRouter:
             self.stats.brackets_placed += 1
 
     def _stop_moved(
-        self, plan_id: str, key: str, old: float | None, new: float | None, desired: Bracket, now_ns: int
+        self, plan: ExitPlan, key: str, old: float | None, new: float | None, desired: Bracket, now_ns: int
     ) -> PositionEvent | None:
         """The subscribers' "stop moved" event when the protective stop goes up; None otherwise.
 
@@ -745,8 +746,9 @@ class OrderRouter:
         return PositionEvent(
             ts_event=now_ns,
             ts_init=self.wall_ns(),
-            event_id=f"{plan_id}-stop-r{desired.revision}",
+            event_id=f"{plan.plan_id}-stop-r{desired.revision}",
             contract_key=key,
+            thread=plan.opened_by,
             kind=PositionEventKind.STOP_MOVED,
             new_stop=new,
             reason=desired.stop_reason or "",

@@ -59,6 +59,7 @@ def explanation_event(fill: Fill, narrative: Narrative, now_ns: int) -> Position
         ts_init=now_ns,
         event_id=f"why:{fill.exec_id}",
         contract_key=fill.contract.key,
+        thread=fill.exec_id,
         kind=PositionEventKind.EXPLANATION,
         text=narrative.text,
         source=narrative.source,

@@ -37,7 +37,9 @@ def assert_books_consistent(client: redis.Redis, config, channel_dir: Path) -> N
     assert audit["executions"] == len(fills), "an execution at the broker was never booked"
     log = channel_dir / "local-premium.log"
     ids = [line.split()[0].strip("[]") for line in log.read_text().splitlines()] if log.exists() else []
-    assert sorted(ids) == sorted(f.exec_id for f in fills), "a message was lost or published twice"
+    # one premium line per fill and per position event (stop raised) — each in its thread, once
+    expected = [f.exec_id for f in fills] + [e.event_id for e in store.position_events()]
+    assert sorted(ids) == sorted(expected), "a message was lost or published twice"
 
 
 KINDS = {

@@ -55,9 +55,10 @@ def test_session_trades_end_to_end(finished_session, redis_client: redis.Redis, 
     assert {f.order_ref for f in fills} <= refs
     broker = ray.get_actor(BROKER, namespace=config.system.system.namespace)
     assert_venue_matches_records(store, broker)
-    # the publisher wrote exactly one premium line per fill
+    # the publisher wrote exactly one premium line per fill and per position event (stop raised)
     lines = (tmp_path / "channels" / "local-premium.log").read_text().splitlines()
-    assert sorted(line.split()[0].strip("[]") for line in lines) == sorted(f.exec_id for f in fills)
+    expected = [f.exec_id for f in fills] + [e.event_id for e in store.position_events()]
+    assert sorted(line.split()[0].strip("[]") for line in lines) == sorted(expected)
     # every risk decision is audited with a reason code
     decisions = [json.loads(f["decision"]) for _, f in redis_client.xrange(keys.RISK_DECISIONS)]
     assert len(decisions) == redis_client.xlen(keys.SIGNALS_STREAM)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 import redis
 from pydantic import ValidationError
@@ -217,3 +218,28 @@ def test_concurrent_passes_never_double_send(redis_client: redis.Redis, tmp_path
     lines = (tmp_path / "local-premium.log").read_text().splitlines()
     assert sorted(line.split()[0] for line in lines) == [f"[C{i}]" for i in range(5)]
     assert publisher.counters["sent"] == 5 and publisher.counters["retried"] == 0
+
+
+def test_a_followup_read_after_the_close_still_lands_in_its_thread(redis_client: redis.Redis, tmp_path) -> None:  # noqa: ANN001
+    """The streams are followed separately: a stop raise read after the closing fill keeps its thread."""
+    spec = ChannelSpec(tiers=["premium", "basic"])
+    publisher = Publisher(
+        redis_client, "local", spec, DistributionFile(), LocalSender(tmp_path, "local"), SimulatedClock(T0)
+    )
+    entry = _fill("E1")
+    publisher.on_fill(entry, CONTEXT)
+    publisher.on_fill(_fill("X1", Side.SELL), FillContext(realized=10.0, remaining=0, entry_price=2.5))
+    assert publisher.schedule.thread_of(entry.contract.key) is None  # closed: the open thread is gone
+    late = PositionEvent(
+        event_id="P1-stop-r3",
+        contract_key=entry.contract.key,
+        kind=STOP,
+        ts_event=T0,
+        ts_init=T0,
+        new_stop=2.9,
+        thread="E1",
+    )
+    assert publisher.on_followup(late) == ["P1-stop-r3:premium", "P1-stop-r3:basic"]
+    assert publisher.on_followup(late) == []  # once
+    stray = msgspec.structs.replace(late, event_id="P2-stop-r1", thread="E9")  # never alerted on this channel
+    assert publisher.on_followup(stray) == [] and publisher.counters["followup_without_thread"] == 1

@@ -229,6 +229,8 @@ def test_connect_sync_feed_and_freshness(config: QuanticityConfig) -> None:
         option = h.of(OptionQuote)[-1]
         expected = h.sim.market.option_quote(option.contract)
         assert option.delta == pytest.approx(expected.delta) and option.iv == pytest.approx(expected.iv)
+        # generic tick 101: the option's open interest, which the dealer exposures weight by
+        assert option.open_interest == expected.open_interest > 0
         assert {t.symbol for t in h.of(Trade)} >= {"SPY", "QQQ"}  # tick-by-tick SPY, RT volume the rest
         # clean data; only a message split across TCP reads can show a quote with one side or a book
         # half-way through its row updates — rejected (never passed on), and rare

@@ -267,6 +267,8 @@ def test_bracket_follows_fills_partial_exits_and_the_trail(redis_client: redis.R
     ]
     ids = [e.event_id for e in desk.store.position_events()]
     assert len(set(ids)) == 3 and all(e.contract_key == ZERO_DTE.key for e in desk.store.position_events())
+    opening = desk.store.fills()[0].exec_id  # the entry alert every raise replies to
+    assert {e.thread for e in desk.store.position_events()} == {opening}
     desk.step(3.70, 3.80)  # the bid falls through the trailing stop: out at the bid
     assert len(desk.store.position_events()) == 3  # the stop executing is a fill, not a move
     assert desk.held() == 0 and desk.broker.open_orders() == []

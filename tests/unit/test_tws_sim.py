@@ -242,7 +242,7 @@ def test_market_data_with_model_greeks_and_generic_ticks(config: QuanticityConfi
         (spy,) = await ib.qualifyContractsAsync(Stock("SPY", "SMART", "USD"))
         option = await qualified_option(ib)
         stock_ticker = ib.reqMktData(spy, "106,104,233")
-        option_ticker = ib.reqMktData(option, "")
+        option_ticker = ib.reqMktData(option, "101")
         await until(lambda: sim.hub.counts()["mkt_data"] == 2, what="subscriptions")
         sim.advance(5)
         await until(lambda: option_ticker.modelGreeks is not None and stock_ticker.rtVolume > 0, what="ticks")
@@ -254,6 +254,8 @@ def test_market_data_with_model_greeks_and_generic_ticks(config: QuanticityConfi
         assert greeks.impliedVol == pytest.approx(market.iv)
         assert all(math.isfinite(x) for x in (greeks.gamma, greeks.vega, greeks.theta, greeks.undPrice))
         assert option_ticker.bid == market.bid and option_ticker.ask == market.ask
+        # generic tick 101 on an option: its own open interest (tick 27 for a call)
+        assert option_ticker.callOpenInterest == market.open_interest > 0 and math.isnan(option_ticker.putOpenInterest)
         # market data type 3: delayed tick types, flagged on the ticker
         ib.reqMarketDataType(3)
         (qqq,) = await ib.qualifyContractsAsync(Stock("QQQ", "SMART", "USD"))

@@ -111,6 +111,8 @@ class Tick(enum.IntEnum):
     OPEN = 14
     HIST_VOLATILITY = 23  # generic tick 104
     IMPLIED_VOLATILITY = 24  # generic tick 106
+    OPTION_CALL_OPEN_INTEREST = 27  # generic tick 101 (on an option: its own open interest)
+    OPTION_PUT_OPEN_INTEREST = 28  # generic tick 101
     RT_VOLUME = 48  # generic tick 233
     DELAYED_BID = 66
     DELAYED_ASK = 67

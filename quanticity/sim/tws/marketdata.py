@@ -38,7 +38,7 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-from quanticity.messages import BookSnapshot, MarketBatch, OptionQuote, Quote
+from quanticity.messages import BookSnapshot, MarketBatch, OptionQuote, Quote, Right
 from quanticity.sim.tws.contracts import Listing
 from quanticity.sim.tws.ids import DELAYED_OFFSET, ErrorCode, Out, Tick, error_text
 
@@ -83,6 +83,8 @@ class _L1:
     cursor_ns: int = 0
     """Delayed only: time of the last history frame sent (0 = nothing sent yet)."""
     sent_hlo: tuple[float, float, float] | None = None
+    sent_open_interest: int | None = None
+    """Options with generic tick 101: the open interest last sent (TWS sends it when it changes)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -442,6 +444,13 @@ class MarketDataHub:
                 quote.underlying_price,
             ],
         )
+        if "101" in sub.generic and quote.open_interest != sub.sent_open_interest:
+            # generic tick 101 on an option: its open interest as tick 27 (call) or 28 (put); the
+            # exposures (GEX, walls, max pain) weight every contract by it
+            call = quote.contract.right is Right.CALL
+            tick = Tick.OPTION_CALL_OPEN_INTEREST if call else Tick.OPTION_PUT_OPEN_INTEREST
+            self._size(sub, tick, quote.open_interest)
+            sub.sent_open_interest = quote.open_interest
 
     def _publish_depth(self, depth: _Depth, book: BookSnapshot, flaws: set[BadData]) -> None:
         bids = [(p, s) for p, s in book.bids[: depth.rows]]

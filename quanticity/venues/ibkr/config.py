@@ -85,6 +85,9 @@ class IbkrConfig(Strict):
 
     # --- market data ----------------------------------------------------------------------
     generic_ticks: str = "106,104,233"
+    option_generic_ticks: str = "101"
+    """Generic ticks of every option line: 101 = its open interest, without which the dealer
+    exposures (GEX, walls, max pain) see no contract at all."""
     depth_symbols: list[Ticker] = Field(default_factory=lambda: ["SPY", "QQQ", "IWM"])
     depth_exchanges: dict[Ticker, str] = Field(default_factory=lambda: {"SPY": "ARCA", "QQQ": "ISLAND"})
     default_depth_exchange: str = "ISLAND"

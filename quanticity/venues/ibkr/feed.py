@@ -38,7 +38,7 @@ from ib_async import Contract, Ticker
 from ib_async.objects import TickByTickAllLast
 
 from quanticity.clock import NS_PER_SECOND, Clock
-from quanticity.messages import Message, OptionContract
+from quanticity.messages import Message, OptionContract, Right
 from quanticity.venues.ibkr.config import IbkrConfig
 from quanticity.venues.ibkr.connection import IbkrConnection, SyncError
 from quanticity.venues.ibkr.contracts import from_ib_option, underlying_contract
@@ -124,7 +124,7 @@ class IbkrFeed:
         # client's pacing (pacing_msgs_per_s) spaces the requests, round trips no longer add up
         await asyncio.gather(*(self.load_options(symbol) for symbol in list(self.option_symbols)))
         for contract, _ in self._options.values():
-            self._request_l1(contract, "")
+            self._request_l1(contract, self.config.option_generic_ticks)
 
     async def add_symbol(self, symbol: str, options: bool = True, subscribe: bool = True) -> int:
         """Stream ``symbol`` from now on (run-time universe change); returns the option lines opened.
@@ -158,7 +158,7 @@ class IbkrFeed:
         await self.load_options(symbol)
         opened = [self._options[c][0] for c in self._options if c not in before]
         for contract in opened:
-            self._request_l1(contract, "")
+            self._request_l1(contract, self.config.option_generic_ticks)
         return len(opened)
 
     def remove_symbol(self, symbol: str) -> int:
@@ -440,6 +440,8 @@ class IbkrFeed:
         if greeks is None:
             return  # no model computation yet: a quote without greeks is not an OptionQuote
         volume = ticker.volume if ticker.volume == ticker.volume else 0.0
+        # generic tick 101: an option's own open interest arrives as tick 27 (call) or 28 (put)
+        open_interest = ticker.callOpenInterest if platform.right is Right.CALL else ticker.putOpenInterest
         self._emit(
             make_option_quote(
                 platform,
@@ -454,6 +456,7 @@ class IbkrFeed:
                 volume if math.isfinite(volume) else 0.0,
                 now,
                 now,
+                open_interest=open_interest,
             ),
             "option_quote",
         )
