@@ -515,6 +515,7 @@ class OrderRouter:
                         self._adopt(ack)
                     continue
                 self.stats.chases += 1
+                self.store.record_working_limit(action.order_ref, action.new_limit)
                 self._adopt(ack)
             elif action.at_broker:
                 if "spread" in action.reason:

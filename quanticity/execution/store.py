@@ -118,6 +118,11 @@ class ExecutionStore:
         pipe.srem(keys.ORDERS_PENDING, order.order_ref)
         pipe.execute()
 
+    def record_working_limit(self, order_ref: str, price: float) -> None:
+        """The limit ``order_ref`` works at after a modification (a chase): the price the venue was
+        told to respect, which execution-quality checks compare fills against."""
+        self._client.hset(keys.order(order_ref), "limit", repr(float(price)))
+
     def mark_cancelled(self, order_ref: str, ts_ns: int) -> None:
         """An order in doubt that the broker positively does not have was cancelled by us: it is
         closed here so reconcile never sends it later."""

@@ -16,9 +16,12 @@ divergence by metric name     ``analytics:{S}:divergence``: ``{metric: {ours, th
                               the analytics actor when UW supplies a value it also computes from IBKR
                               data (``theirs`` = UW, ``ours`` = IBKR); ``*spread*`` → spread,
                               price-like names → price, anything else (greeks, GEX, DEX, IV) → greeks
-slippage                      the last fills of ``trades:fills`` against the limit of their
-                              ``orders:{ref}`` intent, in bps, positive = worse than the limit;
-                              limit orders only (a triggered stop fills at market: gap risk)
+slippage                      the last fills of ``trades:fills`` against the limit their order
+                              worked at (``orders:{ref}`` ``limit`` after a chase, else the
+                              intent's), in bps, positive = worse than the limit; limit orders
+                              only (a triggered stop fills at market: gap risk). A chase is the
+                              router's pricing decision, bounded by the entry policy, so it is
+                              not the venue filling badly
 latency                       ``p99`` (ms) of every ``heartbeat:*``, against its own history
 ============================  ======================================================================
 
@@ -304,16 +307,24 @@ class RedisSnapshotReader:
         entries = self._client.xrevrange(keys.FILLS_STREAM, count=self._fills_to_scan)
         recent: list[float] = []
         baseline: list[float] = []
+        fills: list[Fill] = []
         for _, fields in entries:
             try:
-                fill = decode(fields["fill"], Fill)
+                fills.append(decode(fields["fill"], Fill))
             except (KeyError, msgspec.DecodeError, msgspec.ValidationError, ValueError):
                 self._reject("fill")
-                continue
+        pipe = self._client.pipeline(transaction=False)
+        for fill in fills:
+            pipe.hget(keys.order(fill.order_ref), "limit")
+        working = pipe.execute() if fills else []
+        for fill, worked_at in zip(fills, working, strict=True):
             limit = self._limit_of(fill.order_ref)
             if limit is None or fill.price <= 0:
                 continue
             price, side = limit
+            chased = _number(worked_at)
+            if chased is not None and chased > 0:
+                price = chased
             worse = fill.price - price if side is Side.BUY else price - fill.price
             bps = worse / price * 1e4
             if now - fill.ts_event <= rule.window_s * NS_PER_SECOND:

@@ -10,6 +10,7 @@ import redis
 
 from quanticity import keys
 from quanticity.clock import SimulatedClock
+from quanticity.execution.store import ExecutionStore
 from quanticity.messages import Fill, OptionContract, OrderIntent, Quote, Right, Side, encode
 from quanticity.overseer.alerts import RedisAdminAlerts
 from quanticity.overseer.budget import Budget, RedisBudgetStore
@@ -105,6 +106,9 @@ def test_divergence_pairs_slippage_and_latency(redis_client: redis.Redis) -> Non
     assert reader.counters.get("reader.rejected.fill") == 1
     second = reader.read_now()
     assert second.latency[0].baseline == (400.0,)  # history accumulates per actor
+    # the router chased the order to 2.02: the fill at 2.02 is exactly its working limit, no slippage
+    ExecutionStore(redis_client).record_working_limit("o1", 2.02)
+    assert reader.read_now().slippage[0].recent == pytest.approx((0.0,))
 
 
 def test_alerts_go_to_the_alert_stream_and_the_budget_survives_a_restart(redis_client: redis.Redis) -> None:

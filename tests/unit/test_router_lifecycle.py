@@ -14,6 +14,7 @@ from datetime import datetime
 import pytest
 import redis
 
+from quanticity import keys
 from quanticity.calendar import ET
 from quanticity.clock import SimulatedClock
 from quanticity.config.models import ExecutionSection
@@ -169,6 +170,7 @@ def test_entry_rests_at_mid_and_chases_after_30_simulated_seconds(redis_client: 
     assert desk.limit_of("Q1") == 2.05 and desk.router.stats.chases == 0  # 29 s: still resting
     desk.step(2.00, 2.10, 1.0)  # 30 s: mid + 25 % of the spread
     assert desk.limit_of("Q1") == 2.07 and desk.router.stats.chases == 1
+    assert redis_client.hget(keys.order("Q1"), "limit") == "2.07"  # the working limit, for slippage checks
     desk.step(2.10, 2.20, 1.0)  # the market moves: re-pegged to the new quote, same reference
     assert desk.limit_of("Q1") == 2.17
     saved = desk.store.entries()["Q1"]["children"][0]
