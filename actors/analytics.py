@@ -13,7 +13,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.common import ActorShell, strategy_names
 from quanticity import keys
-from quanticity.analytics.engine import AnalyticsEngine
+from quanticity.analytics.engine import AnalyticsEngine, warm_up_chain_kernels
 from quanticity.config.models import QuanticityConfig
 from quanticity.messages import AltDataEvent, AltDataKind, FeatureSnapshot, MarketBatch, encode
 from quanticity.session import RunSpec
@@ -42,6 +42,7 @@ class SymbolAnalyticsActor(ActorShell):
             session_date=date.fromisoformat(spec.session_date),
         )
         self.features = self.engine.features
+        warm_up_chain_kernels(self.engine.rate, self.engine.div_yield)  # before the open, not at it
         raw = self.redis.get(keys.analytics_state(symbol))
         self.restored = False
         if raw:

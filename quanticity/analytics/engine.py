@@ -48,6 +48,43 @@ REGIME_CODE = {"NORMAL": 0.0, "ELEVATED": 1.0, "SHOCK": 2.0}
 MOC_DIRECTION = {"BUY": 1.0, "SELL": -1.0, "NONE": 0.0}
 
 
+def warm_up_chain_kernels(rate: float = 0.04, div_yield: float = 0.0) -> float:
+    """Run every chain kernel once on a six-contract chain; returns its total GEX.
+
+    numba loads (or, on a fresh checkout, compiles) a kernel on its first call in each process.
+    An analytics actor that meets its first chain at the open would do that for a dozen kernels
+    while the session's first batches queue behind it — with 19 such processes on 2 cores, long
+    enough for the supervisor to count missed pings and restart them as hung. Called from the
+    actor's constructor, the cost lands in start-up, before the market opens.
+    """
+    strike = np.array([95.0, 100.0, 105.0, 95.0, 100.0, 105.0])
+    is_call = np.array([True, True, True, False, False, False])
+    t_years = np.full(6, 0.05)
+    spot = 100.0
+    greeks = bsm_greeks(spot, strike, t_years, rate, div_yield, np.full(6, 0.2), is_call)
+    solved = implied_vol(greeks.price, spot, strike, t_years, rate, div_yield, is_call)
+    chain, _ = Chain.from_arrays(
+        strike=strike,
+        t_years=t_years,
+        is_call=is_call,
+        iv=solved.iv,
+        oi=np.full(6, 100.0),
+        spot=spot,
+        rate=rate,
+        div_yield=div_yield,
+        bid=greeks.price * 0.98,
+        ask=greeks.price * 1.02,
+    )
+    exposures = dealer_exposures(chain, min_oi=5)
+    zero_gamma_level(chain, min_oi=5)
+    max_pain(chain, min_oi=5)
+    calls, puts = is_call, ~is_call
+    risk_reversal_25d(
+        strike[calls], greeks.delta[calls], solved.iv[calls], strike[puts], greeks.delta[puts], solved.iv[puts]
+    )
+    return float(exposures.gex)
+
+
 def _finite(value: float) -> float | None:
     """JSON-friendly: NaN/inf become None (Redis snapshots are JSON)."""
     return float(value) if value is not None and math.isfinite(value) else None

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from quanticity.analytics.engine import AnalyticsEngine
+from quanticity.analytics.engine import AnalyticsEngine, warm_up_chain_kernels
 from quanticity.config import load_config
 from quanticity.messages import (
     MarketBatch,
@@ -126,3 +126,9 @@ def test_external_values_are_recorded_with_divergence(session) -> None:  # noqa:
     assert engine.metrics(market.now_ns)["divergence"]["gex"]["source"] == "unusual_whales"
     unknown = engine.record_external("no_such_metric", 1.0, "unusual_whales", market.now_ns)
     assert math.isnan(unknown["divergence"])
+
+
+def test_kernel_warm_up_runs_the_chain_kernels() -> None:
+    """The warm-up chain is symmetric: call and put gamma at each strike cancel in the GEX."""
+    gex = warm_up_chain_kernels()
+    assert math.isfinite(gex) and abs(gex) < 1e-6
