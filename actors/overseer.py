@@ -32,6 +32,7 @@ from quanticity.config.models import QuanticityConfig
 from quanticity.messages import Fill, decode
 from quanticity.overseer.alerts import RedisAdminAlerts
 from quanticity.overseer.budget import Budget, RedisBudgetStore
+from quanticity.overseer.config import for_run_speed
 from quanticity.overseer.counters import Counters
 from quanticity.overseer.explanations import explain_opening_fill
 from quanticity.overseer.model import ModelGateway, build_client
@@ -73,7 +74,7 @@ class OverseerActor(ActorShell):
 
     def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
         super().__init__(name, config, spec, redis_url)
-        cfg = config.ops.overseer
+        cfg = for_run_speed(config.ops.overseer, spec.speed if spec.paced else 1.0)
         self.counters = Counters()
         client = build_client(cfg.model)
         self.model_keyed = client is not None

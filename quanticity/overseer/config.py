@@ -151,3 +151,17 @@ class OverseerConfig(_Frozen):
                 f"{self.check_interval_s}, so the rule path still alerts within the check period"
             )
         return self
+
+
+def for_run_speed(config: OverseerConfig, speed: float) -> OverseerConfig:
+    """The overseer config for a run whose clock goes ``speed`` times faster than the wall.
+
+    Latency thresholds are wall milliseconds calibrated for live trading (1×). An accelerated
+    simulation pushes ``speed`` times more market into every wall second, so the same actors
+    queue more and their wall latency says more about the machine running the simulation than
+    about the trading path. There a latency spike still warns the admin but never halts trading;
+    at 1× (live, paper, unpaced tests) the configured rule applies unchanged.
+    """
+    if speed <= 1.0 or config.latency.critical_at is None:
+        return config
+    return config.model_copy(update={"latency": config.latency.model_copy(update={"critical_at": None})})

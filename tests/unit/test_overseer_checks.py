@@ -6,7 +6,7 @@ import pydantic
 import pytest
 
 from quanticity.overseer.checks import divergence_finding, run_checks, spike_finding, staleness_finding
-from quanticity.overseer.config import OverseerConfig, SpikeRule, StalenessRule
+from quanticity.overseer.config import OverseerConfig, SpikeRule, StalenessRule, for_run_speed
 from quanticity.overseer.findings import Severity, worst
 from quanticity.overseer.snapshot import NS, DivergenceSample, OverseerInput, Series, SourceAge
 
@@ -131,3 +131,14 @@ def test_a_spike_without_baseline_warns_but_never_halts() -> None:
     assert alone is not None and alone.severity is Severity.WARNING and "no baseline yet" in alone.message
     with_baseline = spike_finding("slippage", Series("fills", (686.0,), (10.0, 12.0, 8.0)), rule, "bps")
     assert with_baseline is not None and with_baseline.severity is Severity.CRITICAL
+
+
+def test_an_accelerated_run_turns_latency_criticals_into_warnings() -> None:
+    """Wall latency at 100× measures the simulating machine: it warns, it never halts; 1× is unchanged."""
+    live = OverseerConfig()
+    spike = Series("quanticity:risk", (2200.0,), (300.0,) * 20)
+    assert spike_finding("latency", spike, live.latency, "ms").severity is Severity.CRITICAL
+    fast = for_run_speed(live, 100.0)
+    assert spike_finding("latency", spike, fast.latency, "ms").severity is Severity.WARNING
+    assert fast.slippage == live.slippage and fast.staleness == live.staleness  # only latency changes
+    assert for_run_speed(live, 1.0) is live
