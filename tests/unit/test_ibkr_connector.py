@@ -49,6 +49,7 @@ from quanticity.venues.ibkr import (
 )
 from quanticity.venues.ibkr.backoff import Backoff
 from quanticity.venues.ibkr.validation import make_book, make_option_quote, make_quote
+from tests.async_helpers import until
 
 pytestmark = pytest.mark.unit
 
@@ -56,14 +57,6 @@ SESSION = dt.date(2025, 1, 3)
 START_NS = 1_735_914_600_000_000_000  # 2025-01-03 09:30 ET
 CONTRACT = OptionContract("SPY", "2025-01-03", 590.0, Right.CALL)
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def ibkr_config(port: int, **overrides: Any) -> IbkrConfig:

@@ -24,6 +24,7 @@ from quanticity.messages import OptionContract, OrderIntent, Right, Side
 from quanticity.sim.tws import In, TwsSimConfig, TwsSimulator
 from quanticity.sim.tws.protocol import FrameDecoder, encode_fields
 from quanticity.venues.ibkr import BackoffSpec, IbkrBroker, IbkrConfig, IbkrConnection
+from tests.async_helpers import until
 
 pytestmark = pytest.mark.unit
 
@@ -34,15 +35,6 @@ START_NS = 1_735_914_600_000_000_000  # 2025-01-03 09:30 ET
 DELAY_S = 900
 CONTRACT = OptionContract("SPY", "2025-01-03", 590.0, Right.CALL)
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    """Yield to the loop until ``predicate`` holds (messages flow both ways meanwhile)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def make_sim(config: QuanticityConfig, **overrides: Any) -> TwsSimulator:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -22,6 +21,7 @@ from quanticity.messages import Message, OptionQuote, Quote, Trade
 from quanticity.sim.tws import TwsSimConfig, TwsSimulator
 from quanticity.sim.tws.contracts import ContractQuery
 from quanticity.venues.ibkr import BackoffSpec, DepthRotation, IbkrConfig, IbkrConnection, IbkrFeed
+from tests.async_helpers import until
 
 pytestmark = pytest.mark.unit
 
@@ -38,15 +38,6 @@ def make_sim(config: QuanticityConfig, symbols: list[str]) -> TwsSimulator:
 def query(symbol: str, sec_type: str = "STK") -> ContractQuery:
     return ContractQuery(0, symbol, sec_type, "", 0.0, "", "", "SMART", "", "USD", "", "")
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    """Yield to the loop until ``predicate`` holds (messages flow both ways meanwhile)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 # --- the simulator's market and security master ------------------------------------------------

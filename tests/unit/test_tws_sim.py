@@ -19,21 +19,13 @@ from ib_async import IB, Contract, LimitOrder, Option, Order, Stock, StopOrder
 from quanticity.config import QuanticityConfig
 from quanticity.sim.tws import SERVER_VERSION, In, TwsSimConfig, TwsSimulator
 from quanticity.sim.tws.protocol import FrameDecoder, encode_fields
+from tests.async_helpers import until
 
 pytestmark = pytest.mark.unit
 
 SESSION = dt.date(2025, 1, 3)
 EXPIRY = "20250103"
 
-
-async def until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    """Yield to the loop until ``predicate`` holds (messages flow both ways meanwhile)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def accepted(trade: Any) -> None:
