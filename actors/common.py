@@ -19,6 +19,7 @@ import redis
 
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
+from quanticity.lockstep import vol_close_by_symbol
 from quanticity.messages import AltDataEvent, Heartbeat
 from quanticity.observability.latency import LatencyWindow
 from quanticity.observability.logs import configure_logging
@@ -67,6 +68,16 @@ def send_alt_data(peers: Peers, targets: list[str], events: list[AltDataEvent]) 
             handle.on_alt_data.remote(events)
             called += 1
     return called
+
+
+def deliver_alt_data(peers: Peers, strategies: list[str], events: list[AltDataEvent]) -> None:
+    """A simulated feed's due alternative data: all of it to the strategies, and the prior
+    sessions' closing vol readings to each symbol's analytics actor (they seed its IV-rank history)."""
+    if not events:
+        return
+    send_alt_data(peers, strategies, events)
+    for symbol, closes in vol_close_by_symbol(events).items():
+        send_alt_data(peers, [analytics_name(symbol)], closes)
 
 
 def publisher_name(channel: str) -> str:

@@ -24,7 +24,7 @@ import ray
 import redis
 from ray.exceptions import RayActorError
 
-from actors.common import BROKER, RISK, ROUTER, ActorShell, analytics_name, strategy_name
+from actors.common import BROKER, RISK, ROUTER, ActorShell, analytics_name, deliver_alt_data, strategy_name
 from quanticity import keys
 from quanticity.config.models import FeedSection, QuanticityConfig
 from quanticity.lockstep import AltDataCursor, TickSchedule, step_quotes, vol_close_by_symbol
@@ -197,18 +197,7 @@ class SimFeedActor(ActorShell):
 
     def _deliver_alt_data(self, now: int) -> None:
         """Send the alternative-data events that have happened by ``now`` to every strategy."""
-        batch = self.alt_data.due(now)
-        if not batch:
-            return
-        for name in self.alt_targets:
-            handle = self.peers.get(name)
-            if handle is not None:
-                handle.on_alt_data.remote(batch)
-        # prior sessions' closing vol readings also seed each symbol's IV-rank history
-        for symbol, events in vol_close_by_symbol(batch).items():
-            handle = self.peers.get(analytics_name(symbol))
-            if handle is not None:
-                handle.on_alt_data.remote(events)
+        deliver_alt_data(self.peers, self.alt_targets, self.alt_data.due(now))
 
     # --- lock-step --------------------------------------------------------------------------
     async def _run_lockstep(self) -> None:

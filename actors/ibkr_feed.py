@@ -30,12 +30,13 @@ import ray
 import redis
 from ray.exceptions import RayActorError
 
-from actors.common import ROUTER, ActorShell, analytics_name, send_alt_data, strategy_name
+from actors.common import ROUTER, ActorShell, analytics_name, deliver_alt_data, strategy_name
 from actors.venue_link import VenueClock, resolve_ibkr
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.feeds.altdata import simulated_history
-from quanticity.messages import AltDataEvent, AltDataKind, Heartbeat, MarketBatch, encode
+from quanticity.lockstep import AltDataCursor
+from quanticity.messages import AltDataEvent, Heartbeat, MarketBatch, encode
 from quanticity.session import RunSpec
 from quanticity.sim.altdata import session_alt_data
 from quanticity.venues.batcher import MarketBatcher
@@ -62,12 +63,12 @@ class IbkrFeedActor(ActorShell):
         # history (and vol closes, earnings) from here; the session day's flow alerts, dark-pool
         # prints, congress and insider trades come twin → fetcher → bridge, as they would live
         # (all of it from here when the fetcher is switched off, or the strategies would get none)
-        self.alt_events: list[AltDataEvent] = []
+        events: list[AltDataEvent] = []
         if not self.live:
             session_day = date.fromisoformat(spec.session_date)
             simulated = session_alt_data(config, self.symbols, session_day, spec.seed)
-            self.alt_events = simulated_history(simulated, session_day) if venue.fetcher else simulated
-        self.alt_cursor = 0
+            events = simulated_history(simulated, session_day) if venue.fetcher else simulated
+        self.alt_data = AltDataCursor(events)
         self.alt_targets = [strategy_name(s.name) for s in config.trading.strategies.enabled()]
         self.conn: IbkrConnection | None = None
         self.feed: IbkrFeed | None = None
@@ -262,25 +263,10 @@ class IbkrFeedActor(ActorShell):
     def _deliver_alt_data(self, now: int) -> None:
         """The simulated alternative data up to ``now`` (history, vol closes, earnings), to the strategies.
 
-        The session day's UW kinds are not in ``alt_events`` (:func:`simulated_history`): the
+        The session day's UW kinds are not in ``alt_data`` (:func:`simulated_history`): the
         fetcher's bridge delivers them from the UW twin.
         """
-        end = self.alt_cursor
-        while end < len(self.alt_events) and self.alt_events[end].ts_event <= now:
-            end += 1
-        if end == self.alt_cursor:
-            return
-        batch = self.alt_events[self.alt_cursor : end]
-        send_alt_data(self.peers, self.alt_targets, batch)
-        by_symbol: dict[str, list[AltDataEvent]] = {}
-        for event in batch:
-            if event.kind is AltDataKind.VOL_CLOSE:
-                by_symbol.setdefault(event.symbol, []).append(event)
-        for symbol, events in by_symbol.items():
-            handle = self.peers.get(analytics_name(symbol))
-            if handle is not None:
-                handle.on_alt_data.remote(events)
-        self.alt_cursor = end
+        deliver_alt_data(self.peers, self.alt_targets, self.alt_data.due(now))
 
     async def _drain(self) -> None:
         while self.inflight:

@@ -37,9 +37,8 @@ from quanticity.session import RunSpec, plan_session
 from quanticity.store.client import connect
 from quanticity.store.embedded import EmbeddedRedis
 from quanticity.venues.profile import check_live_environment
-from supervisors import ops_run
 from supervisors.launch import drain_deliveries, start_system, stop_system, wait_until_quiet
-from supervisors.ops_run import embedded_twins, print_ops_summary
+from supervisors.ops_run import command_admin, embedded_twins, print_ops_summary
 
 STATE_FILE = Path("var/current.json")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
@@ -444,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return command_run(config, args, console)
     if args.command == "admin":
-        return ops_run.main([" ".join(args.text), *([] if args.user_id is None else ["--user-id", str(args.user_id)])])
+        return command_admin(" ".join(args.text), args.user_id)
     if args.command in ("flatten", "cancel-all"):
         return command_emergency(config, args, console)
     return command_status(config, console)

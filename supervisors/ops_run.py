@@ -136,19 +136,24 @@ def talk_to_admin_bot(text: str, user_id: int | None = None, timeout_s: float = 
     raise TimeoutError(f"no reply to {text!r} within {timeout_s} s")
 
 
+def command_admin(text: str, user_id: int | None = None) -> int:
+    """Send ``text`` to the running session's admin bot and print its replies; the exit code."""
+    try:
+        replies = talk_to_admin_bot(text, user_id)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n---\n".join(replies))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m supervisors.ops_run "/status"``: talk to the admin bot of the running session via its twin."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("text", help='a command such as "/status", "/halt drill", "/pnl"')
     parser.add_argument("--user-id", type=int, default=None, help="send as this Telegram user id (default: the admin)")
     args = parser.parse_args(argv)
-    try:
-        replies = talk_to_admin_bot(args.text, args.user_id)
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print("\n---\n".join(replies))
-    return 0
+    return command_admin(args.text, args.user_id)
 
 
 if __name__ == "__main__":

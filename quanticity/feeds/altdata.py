@@ -67,6 +67,7 @@ from quanticity import keys
 from quanticity.calendar import ET
 from quanticity.clock import NS_PER_SECOND
 from quanticity.messages import AltDataEvent, AltDataKind
+from quanticity.strategies.base import event_day
 
 log = logging.getLogger(__name__)
 
@@ -434,16 +435,6 @@ def convert(
             if len(out.errors) < MAX_ERRORS_KEPT:
                 out.errors.append(f"{where}[{i}]: {exc!r}")
     return out
-
-
-def event_day(event: AltDataEvent) -> date:
-    """The day an event is about (its ``when``; the report date for earnings), as the AltDataBook dates it."""
-    if event.when:
-        try:
-            return date.fromisoformat(event.when[:10])
-        except ValueError:
-            pass
-    return et_day(event.ts_event)
 
 
 def simulated_history(events: Sequence[AltDataEvent], session_date: date) -> list[AltDataEvent]:

@@ -467,8 +467,11 @@ class AltRecord:
         return cls(AltDataKind(kind), int(direction), float(amount), date.fromisoformat(day), str(ident))
 
 
-def _event_day(event: AltDataEvent) -> date:
-    """The date an event refers to: ``when`` when it is an ISO date, else its ``ts_event`` in ET."""
+def event_day(event: AltDataEvent) -> date:
+    """The date an event refers to: ``when`` when it is an ISO date, else its ``ts_event`` in ET.
+
+    The book dates (and de-duplicates) events by it; the UW bridge files its delivered ids under
+    the same day, so both agree on which day an event belongs to."""
     if event.when:
         try:
             return date.fromisoformat(event.when[:10])
@@ -492,7 +495,7 @@ class AltDataBook:
 
     def add(self, event: AltDataEvent) -> bool:
         """Store ``event``; False when it is a re-delivery of a stored one."""
-        day = _event_day(event)
+        day = event_day(event)
         detail = ",".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
         ident = f"{event.kind.value}|{event.direction}|{event.amount:.2f}|{day.isoformat()}|{detail}"
         seen = self._seen.setdefault(event.symbol, set())

@@ -592,15 +592,15 @@ def test_ibkr_feed_keeps_only_the_simulated_history_in_tws(
     symbols = ["SPY", "AAPL", "HIMS"]
     actor = IbkrFeedActor.__ray_metadata__.modified_class("quanticity:feed", cfg, spec, embedded_redis.url, symbols)
     if kind == "live":
-        assert actor.alt_events == []  # the bridge is the only source
+        assert actor.alt_data.events == []  # the bridge is the only source
         return
     day = date.fromisoformat(spec.session_date)
     everything = session_alt_data(cfg, symbols, day, spec.seed)
     if not fetcher:  # no bridge running: the feed keeps delivering the whole simulated list
-        assert actor.alt_events == everything
+        assert actor.alt_data.events == everything
         return
-    assert actor.alt_events == simulated_history(everything, day)
-    left_out = [e for e in everything if e not in actor.alt_events]
+    assert actor.alt_data.events == simulated_history(everything, day)
+    left_out = [e for e in everything if e not in actor.alt_data.events]
     assert left_out and all(e.kind in SESSION_BRIDGED_KINDS and event_day(e) == day for e in left_out)
-    kept = {e.kind for e in actor.alt_events if event_day(e) >= day}
+    kept = {e.kind for e in actor.alt_data.events if event_day(e) >= day}
     assert kept <= {AltDataKind.EARNINGS, AltDataKind.VOL_CLOSE}

@@ -17,6 +17,7 @@ from quanticity.clock import SimulatedClock
 from quanticity.feeds.sources import load_source
 from quanticity.feeds.uw_ws import Backoff, RedisStreamSink, UwSocketClient, expand_channels, socket_client_for
 from quanticity.sim.uw_server import UwServer
+from tests.async_helpers import until as wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -39,12 +40,7 @@ TIMEOUT_S = 10.0
 
 async def until(predicate: Callable[[], bool], what: str) -> None:
     """Wait (on the loop, not a sleep for luck) until ``predicate`` holds; fail after a generous timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+    await wait_until(predicate, TIMEOUT_S, what)
 
 
 class RecordingSleep:
