@@ -112,16 +112,21 @@ class StreamFollower:
     """A background thread that reads a Redis stream from a persisted cursor, entry by entry.
 
     ``handle(entry_id, fields)`` is called in order; the cursor is saved after each entry, so a
-    restarted actor resumes after the last entry it finished. ``last_loop_ns`` lets the actor
-    report a stalled loop as unhealthy (the supervisor then replaces it).
+    restarted actor resumes after the last entry it finished. A handler that returns ``False``
+    means "not yet" (what the entry depends on has not arrived): the cursor stays, and the same
+    entry is offered again after :data:`RETRY_WAIT_S`, while the loop still counts as alive.
+    ``last_loop_ns`` lets the actor report a stalled loop as unhealthy (the supervisor then
+    replaces it).
     """
+
+    RETRY_WAIT_S = 0.1
 
     def __init__(
         self,
         client: redis.Redis,
         stream: str,
         cursor_key: str,
-        handle: Callable[[str, dict[str, str]], None],
+        handle: Callable[[str, dict[str, str]], bool | None],
         log: logging.Logger,
         name: str,
     ) -> None:
@@ -132,6 +137,7 @@ class StreamFollower:
         self._log = log
         self.cursor = client.get(cursor_key) or "0-0"
         self.read_errors = 0
+        self.retries = 0
         self.last_loop_ns = time.time_ns()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -147,11 +153,19 @@ class StreamFollower:
                 self._log.warning("stream unreadable; retrying", extra={"stream": self._stream, "error": str(exc)})
                 self._stop.wait(0.2)
                 continue
-            for _, entries in batch or []:
-                for entry_id, fields in entries:
-                    self._handle(entry_id, fields)
-                    self.cursor = entry_id
-                    self._client.set(self._cursor_key, entry_id)
+            if not self._handle_batch(batch or []):
+                self.retries += 1
+                self._stop.wait(self.RETRY_WAIT_S)
+
+    def _handle_batch(self, batch: list[tuple[str, list[tuple[str, dict[str, str]]]]]) -> bool:
+        """Handle entries in order; ``False`` at the first one that is not ready (cursor left before it)."""
+        for _, entries in batch:
+            for entry_id, fields in entries:
+                if self._handle(entry_id, fields) is False:
+                    return False
+                self.cursor = entry_id
+                self._client.set(self._cursor_key, entry_id)
+        return True
 
     def stalled_for_s(self) -> float:
         """Seconds since the loop last came round (0 while it is healthy)."""
@@ -160,6 +174,11 @@ class StreamFollower:
     def stop(self) -> None:
         """Stop after the current entry."""
         self._stop.set()
+
+    def join(self, timeout_s: float = 5.0) -> bool:
+        """Wait for a stopped follower's thread to end (a read blocks for at most 200 ms); whether it did."""
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
 
 STALL_LIMIT_S = 30.0

@@ -27,7 +27,6 @@ from quanticity.messages import Fill, PositionEvent, decode
 from quanticity.session import RunSpec
 
 DELIVERY_TIMEOUT_S = 60.0
-FILLS_CATCH_UP_S = 10.0
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:
@@ -53,6 +52,8 @@ class PublisherActor(ActorShell):
         self.tick_s = distribution.tick_s
         self.published = 0
         self.skipped = 0
+        self.followups_scheduled = 0
+        self.followups_waited = 0
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="publisher-loop", daemon=True)
         self._loop_thread.start()
@@ -68,7 +69,6 @@ class PublisherActor(ActorShell):
             self.log,
             "publisher-followups",
         )
-        self.followups_scheduled = 0
 
     async def _tick_forever(self) -> None:
         """Deliver the delayed tiers (and retries) as they fall due."""
@@ -105,36 +105,34 @@ class PublisherActor(ActorShell):
                 self.log.warning("immediate delivery failed", extra={"channel": self.channel, "error": str(exc)})
         self.latency.add(time.perf_counter() - started)
 
-    def _fills_caught_up(self, timeout_s: float = FILLS_CATCH_UP_S) -> bool:
-        """Wait until the fills follower has scheduled every fill booked so far.
+    def _fills_behind(self) -> bool:
+        """Whether the fills follower has yet to schedule a fill already in the stream.
 
-        A position event is written after the fill it follows (the entry that opened the thread),
-        but the two streams are followed by separate threads; without this wait a stop raised
-        right after the entry could find no thread yet and be dropped.
+        A position event is written after the fill that opened its thread (the entry alert), but
+        the two streams are followed by separate threads, and after a restart the fills follower
+        may still be replaying. An event handled before its entry was scheduled would find no
+        thread and be lost, so it waits until the fills follower has caught up.
         """
         newest = self.redis.xrevrange(keys.FILLS_STREAM, count=1)
-        if not newest:
-            return True
-        target = _stream_id(newest[0][0])
-        deadline = time.monotonic() + timeout_s
-        while _stream_id(self.follower.cursor) < target:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return bool(newest) and _stream_id(self.follower.cursor) < _stream_id(newest[0][0])
 
-    def _follow_up(self, entry_id: str, fields: dict[str, str]) -> None:
-        """Schedule a position event in its thread; the ticker delivers it (premium at once)."""
-        if not self._fills_caught_up():
-            self.log.warning("fills not caught up; scheduling the follow-up anyway", extra={"entry": entry_id})
+    def _follow_up(self, entry_id: str, fields: dict[str, str]) -> bool:
+        """Schedule a position event in its thread; the ticker delivers it (premium at once).
+
+        Returns ``False`` (offer it again shortly) while the fills follower is behind.
+        """
+        if self._fills_behind():
+            self.followups_waited += 1
+            return False
         try:
             event = decode(fields["event"], PositionEvent)
             new = self.publisher.on_followup(event)
         except (KeyError, ValueError) as exc:  # msgspec.ValidationError is a ValueError
             self.errors += 1
             self.log.error("malformed position event skipped", extra={"entry": entry_id, "error": str(exc)})
-            return
+            return True
         self.followups_scheduled += len(new)
+        return True
 
     def stop(self) -> None:
         """Stop following the streams and delivering."""
@@ -160,5 +158,6 @@ class PublisherActor(ActorShell):
             "dead_lettered": counters["dead"],
             "recovered": counters["recovered"],
             "followups_scheduled": self.followups_scheduled,
+            "followups_waited_for_fills": self.followups_waited,
             "followups_without_thread": counters["followup_without_thread"],
         }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -35,11 +35,18 @@ def assert_books_consistent(client: redis.Redis, config, channel_dir: Path) -> N
     assert_venue_matches_records(store, broker)
     audit = ray.get(broker.audit.remote())
     assert audit["executions"] == len(fills), "an execution at the broker was never booked"
+    # one premium line per fill and per position event (stop raised) — each in its thread, once;
+    # follow-ups go out on the publisher's next tick, so the log is given a moment to settle
+    expected = sorted([f.exec_id for f in fills] + [e.event_id for e in store.position_events()])
     log = channel_dir / "local-premium.log"
-    ids = [line.split()[0].strip("[]") for line in log.read_text().splitlines()] if log.exists() else []
-    # one premium line per fill and per position event (stop raised) — each in its thread, once
-    expected = [f.exec_id for f in fills] + [e.event_id for e in store.position_events()]
-    assert sorted(ids) == sorted(expected), "a message was lost or published twice"
+    with contextlib.suppress(AssertionError):  # the assertion below shows the difference
+        wait_for(lambda: _premium_ids(log) == expected, 30, "the premium log to hold every message once")
+    assert _premium_ids(log) == expected, "a message was lost or published twice"
+
+
+def _premium_ids(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sorted(line.split()[0].strip("[]") for line in lines)
 
 
 KINDS = {
@@ -90,7 +97,6 @@ def test_killed_actor_is_restored_and_session_completes(
             ray.get(new.set_state.remote("ACTIVE", "drill over"))
         wait_until_done(config, timeout_s=300)
         assert wait_until_quiet(redis_client, timeout_s=30)
-        time.sleep(0.5)  # let the last executions pushed by the venue reach the router
         ray.get(ray.get_actor(ROUTER, namespace=ns).reconcile.remote())
         wait_for(lambda: _publisher_caught_up(redis_client), 30, "publisher to catch up")
         assert_books_consistent(redis_client, config, tmp_path / "channels")
@@ -99,8 +105,15 @@ def test_killed_actor_is_restored_and_session_completes(
 
 
 def _publisher_caught_up(client: redis.Redis) -> bool:
-    last = client.xrevrange(keys.FILLS_STREAM, count=1)
-    return not last or client.get(keys.publisher_cursor("local")) == last[0][0]
+    """Both of the local channel's followers have handled the last entry of their stream."""
+    for stream, cursor in (
+        (keys.FILLS_STREAM, keys.publisher_cursor("local")),
+        (keys.POSITION_EVENTS_STREAM, keys.publisher_followup_cursor("local")),
+    ):
+        last = client.xrevrange(stream, count=1)
+        if last and client.get(cursor) != last[0][0]:
+            return False
+    return True
 
 
 def test_killed_supervisor_readopts_children(
