@@ -9,6 +9,11 @@ this actor's event loop, writing to Redis (SPEC §5). Where requests go:
 - ``live``: the real APIs (the YAMLs' base URLs) with the credentials from the environment, on
   the wall clock.
 
+The universe is the one the supervisor passes (run-time additions included, so a restarted fetcher
+keeps them); ``add_symbol``/``remove_symbol`` change it while running: the ``symbols: universe``
+endpoints gain or lose the symbol's jobs, the socket joins its channels, the bridge delivers its
+events.
+
 Request, 429, error and breaker counters of each source are in the heartbeat and :meth:`metrics`.
 A source YAML edited while running is hot-reloaded by its engine.
 
@@ -36,7 +41,7 @@ from actors.common import ActorShell, send_alt_data, strategy_name
 from quanticity import keys
 from quanticity.clock import Clock, LiveClock
 from quanticity.config.models import QuanticityConfig
-from quanticity.feeds import SourceEngine, UwSocketClient, socket_client_for
+from quanticity.feeds import SourceEngine, UwSocketClient, socket_channels, socket_client_for
 from quanticity.feeds.altdata import AltDataBridge
 from quanticity.feeds.sources import EndpointSpec
 from quanticity.messages import AltDataEvent, Heartbeat
@@ -53,9 +58,12 @@ class FetcherActor(ActorShell):
 
     kind = "fetcher"
 
-    def __init__(self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str) -> None:
+    def __init__(
+        self, name: str, config: QuanticityConfig, spec: RunSpec, redis_url: str, symbols: list[str] | None = None
+    ) -> None:
         super().__init__(name, config, spec, redis_url)
         self.live = config.system.venue.kind == "live"
+        self.universe = list(symbols) if symbols is not None else list(config.system.universe.symbols)
         self.engines: list[SourceEngine] = []
         self.socket: UwSocketClient | None = None
         self.bridge: AltDataBridge | None = None
@@ -86,7 +94,7 @@ class FetcherActor(ActorShell):
         try:
             environ = await self._environment()
             clock: Clock = LiveClock() if self.live else self.spec.clock()
-            universe = list(self.config.system.universe.symbols)
+            universe = list(self.universe)
             session_day = None if self.live else date.fromisoformat(self.spec.session_date)
             self.bridge = AltDataBridge(self.redis, symbols=universe, not_before=session_day)
             self.engines = [
@@ -107,7 +115,7 @@ class FetcherActor(ActorShell):
             return
         uw = next((e for e in self.engines if e.config.source.websocket is not None), None)
         if uw is not None:
-            self.socket = socket_client_for(uw.config, list(self.config.system.universe.symbols), self.redis)
+            self.socket = socket_client_for(uw.config, universe, self.redis)
         runs: list[Any] = [e.run(self._stop) for e in self.engines]
         if self.socket is not None:
             runs.append(self.socket.run(self._stop))
@@ -129,6 +137,31 @@ class FetcherActor(ActorShell):
 
     def _send_alt_data(self, events: list[AltDataEvent]) -> None:
         send_alt_data(self.peers, self.alt_targets, events)
+
+    async def add_symbol(self, symbol: str) -> dict[str, Any]:
+        """Fetch ``symbol`` too from now on; returns the jobs and socket channels added."""
+        if symbol in self.universe:
+            return {"jobs": [], "channels": []}
+        return await self._set_universe([*self.universe, symbol])
+
+    async def remove_symbol(self, symbol: str) -> dict[str, Any]:
+        """Stop fetching ``symbol``; returns how many jobs are left."""
+        if symbol not in self.universe:
+            return {"jobs": [], "channels": []}
+        return await self._set_universe([s for s in self.universe if s != symbol])
+
+    async def _set_universe(self, universe: list[str]) -> dict[str, Any]:
+        """Apply a universe change to every part (before the start, only remembered)."""
+        self.universe = universe
+        jobs = [job for engine in self.engines for job in engine.set_universe(universe)]
+        channels: list[str] = []
+        if self.socket is not None:
+            uw = next(e for e in self.engines if e.config.source.websocket is not None)
+            channels = await self.socket.set_channels(socket_channels(uw.config, universe))
+        if self.bridge is not None:
+            self.bridge.set_symbols(universe)
+        self.log.info("universe changed", extra={"symbols": len(universe), "jobs_added": len(jobs)})
+        return {"jobs": [list(job) for job in jobs], "channels": channels}
 
     async def stop(self) -> bool:
         """Stop fetching (the engines finish their in-flight requests)."""

@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "admin",
         help="talk to the running session's Telegram admin bot through its loopback twin, e.g. admin /status",
     )
-    admin.add_argument("text", nargs="+", help='the command and its arguments: /status, /halt drill, /pnl, …')
+    admin.add_argument("text", nargs="+", help="the command and its arguments: /status, /halt drill, /pnl, …")
     admin.add_argument("--user-id", type=int, default=None, help="send as this Telegram user id (default: the admin)")
     return parser
 

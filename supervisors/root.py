@@ -88,6 +88,8 @@ CREATION_ORDER = [
     "feed",
     "fetcher",
 ]
+#: kinds created without waiting for each other (all are ready before the feed is created)
+PARALLEL_KINDS = frozenset({"publisher", "overseer", "admin", "strategy", "analytics"})
 #: kinds that read secrets (bot tokens, webhook URLs, the model key) from their environment
 SECRET_KINDS = frozenset({"publisher", "overseer", "admin"})
 
@@ -179,8 +181,10 @@ class RootSupervisor:
             except (ValueError, RayActorError, GetTimeoutError):
                 if resumed and child.kind == "analytics" and child.node not in set(self._alive_nodes()):
                     self._replace_on_alive_node(child)
-                # symbol and strategy actors start in parallel; the rest in order (downstream first)
-                parallel = child.kind in ("analytics", "strategy")
+                # the order path (broker → router → risk) starts in order, downstream first: the
+                # router reconciles with the broker as it starts. The rest call their peers only
+                # once the session runs, so they start in parallel and are awaited before the feed
+                parallel = child.kind in PARALLEL_KINDS
                 self._create(child, wait=not parallel)
                 if parallel:
                     starting.append(child)
@@ -253,7 +257,7 @@ class RootSupervisor:
         args: list[Any] = [child.name, self.config, self.spec, self.redis_url]
         if child.kind in ("analytics", "publisher", "strategy"):
             args.append(child.key)
-        if child.kind in ("feed", "venues"):
+        if child.kind in ("feed", "venues", "fetcher"):
             # during a build the feed and the venues come before the symbol actors: use the planned
             # universe (run-time additions included, from the saved topology) rather than the config's
             symbols = [c.key for c in self.children.values() if c.kind == "analytics" and c.key]
@@ -421,7 +425,23 @@ class RootSupervisor:
         except Exception:  # refused by the venue (no contract): leave no half-added symbol behind
             self.remove_symbol(symbol)
             raise
+        self._tell_fetcher("add_symbol", symbol)
         return name
+
+    def _tell_fetcher(self, method: str, symbol: str) -> None:
+        """Pass a universe change to the UW/AV fetcher, if the venue has one.
+
+        Market data does not depend on it, so a fetcher that cannot be told is logged, not fatal:
+        when the supervisor next (re)creates it, it gets the universe of the analytics actors.
+        """
+        fetcher = self.children.get(FETCHER)
+        if fetcher is None or fetcher.handle is None:
+            return
+        timeout_s = self.config.system.supervisor.ping_timeout_s
+        try:
+            ray.get(getattr(fetcher.handle, method).remote(symbol), timeout=timeout_s)
+        except Exception as exc:
+            self.log.warning("fetcher not told of a universe change", extra={"symbol": symbol, "error": str(exc)})
 
     def remove_symbol(self, symbol: str) -> bool:
         """Stop generating ``symbol`` and retire its analytics actor."""
@@ -437,6 +457,7 @@ class RootSupervisor:
             self.redis.hdel(keys.TOPOLOGY, name)
             ray.kill(child.handle, no_restart=True)
             self._event("remove", child)
+        self._tell_fetcher("remove_symbol", symbol)
         return True
 
     # --- emergency ----------------------------------------------------------------------

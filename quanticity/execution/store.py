@@ -172,9 +172,7 @@ class ExecutionStore:
         pipe.hset(keys.order(fill.order_ref), mapping={"filled": filled, "status": status.value})
         # "opened": this buy started the position (its entry alert opens the subscribers' thread)
         opened = "1" if position is None and new_position is not None else "0"
-        pipe.xadd(
-            keys.FILLS_STREAM, {"fill": encode(fill).decode(), "realized": f"{realized:.6f}", "opened": opened}
-        )
+        pipe.xadd(keys.FILLS_STREAM, {"fill": encode(fill).decode(), "realized": f"{realized:.6f}", "opened": opened})
         pipe.incr(keys.POSITIONS_VERSION)
         pipe.execute()
         return True

@@ -28,7 +28,7 @@ records → ``AltDataEvent``s and the bridge that delivers each once, fed by the
 
 from quanticity.feeds.engine import SourceEngine
 from quanticity.feeds.sources import SourceConfig, load_source
-from quanticity.feeds.uw_ws import Backoff, RedisStreamSink, UwSocketClient, socket_client_for
+from quanticity.feeds.uw_ws import Backoff, RedisStreamSink, UwSocketClient, socket_channels, socket_client_for
 
 __all__ = [
     "Backoff",
@@ -37,5 +37,6 @@ __all__ = [
     "SourceEngine",
     "UwSocketClient",
     "load_source",
+    "socket_channels",
     "socket_client_for",
 ]

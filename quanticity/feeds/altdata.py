@@ -486,6 +486,10 @@ class AltDataBridge:
         self.errors: Counter[str] = Counter()
         self.last_errors: list[str] = []
 
+    def set_symbols(self, symbols: Collection[str] | None) -> None:
+        """Deliver events of ``symbols`` from now on (a run-time universe change; None: every symbol)."""
+        self._symbols = frozenset(symbols) if symbols is not None else None
+
     def metrics(self) -> dict[str, Any]:
         """Counters as a plain dict: converted and delivered per kind, rejected/skipped per reason, errors."""
         return {

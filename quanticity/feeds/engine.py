@@ -206,6 +206,23 @@ class SourceEngine:
         """Where requests go: the constructor override, else the YAML (or its ``base_url_env``)."""
         return self._base_url_override or self._config.base_url
 
+    @property
+    def universe(self) -> list[str]:
+        """The symbols ``symbols: universe`` endpoints are fetched for."""
+        return list(self._universe)
+
+    def set_universe(self, universe: Sequence[str]) -> list[JobKey]:
+        """Run-time universe change: the jobs of ``symbols: universe`` endpoints follow it.
+
+        Jobs of symbols that stay keep their schedule; a new symbol's jobs are due at once; a
+        dropped symbol's jobs end (a request already in flight still completes and is stored).
+        Returns the jobs added.
+        """
+        before = set(self._jobs)
+        self._universe = list(dict.fromkeys(universe))
+        self._apply_jobs(self._config)
+        return sorted(set(self._jobs) - before, key=lambda k: (k[0], k[1] or ""))
+
     def jobs(self) -> list[JobKey]:
         """Current (endpoint, symbol) jobs, sorted."""
         return sorted(self._jobs, key=lambda k: (k[0], k[1] or ""))

@@ -136,12 +136,42 @@ class UwSocketClient:
         self.messages: Counter[str] = Counter()
         self.bad_frames: Counter[str] = Counter()
         self.handler_errors = 0
+        self.after_leave = 0
         self.delays: list[float] = []
+        self._left: set[str] = set()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     @property
     def channels(self) -> list[str]:
         """Channels this client joins on every connection."""
         return list(self._channels)
+
+    async def set_channels(self, channels: Sequence[str]) -> list[str]:
+        """Stay joined to ``channels`` from now on (a run-time universe change); returns the new ones.
+
+        New channels are joined on the open connection at once (every later connection joins
+        them all). The socket protocol has no "leave": a dropped channel's messages still
+        arriving on this connection are dropped and counted in ``after_leave``, not delivered,
+        and the next connection does not join it.
+        """
+        if not channels:
+            raise ValueError("channels: at least one channel is required")
+        wanted = list(dict.fromkeys(channels))
+        added = [c for c in wanted if c not in self._channels]
+        self._left |= set(self._channels) - set(wanted)
+        self._left -= set(wanted)
+        self._channels = wanted
+        self.joined &= set(wanted)
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            for channel in added:
+                await ws.send_json({"channel": channel, "msg_type": "join"})
+                self.joins_sent += 1
+        if self.joined.issuperset(self._channels) and ws is not None and not ws.closed:
+            self.connected.set()
+        else:
+            self.connected.clear()
+        return added
 
     def metrics(self) -> dict[str, Any]:
         """Plain dict of the client's counters."""
@@ -156,6 +186,7 @@ class UwSocketClient:
             "messages": dict(self.messages),
             "bad_frames": dict(self.bad_frames),
             "handler_errors": self.handler_errors,
+            "after_leave": self.after_leave,
             "last_backoff_s": self.delays[-1] if self.delays else 0.0,
         }
 
@@ -184,8 +215,10 @@ class UwSocketClient:
             return
         self.connects += 1
         self.joined.clear()
+        self._left.clear()  # this connection joins only the channels wanted now
+        self._ws = ws
         try:
-            for channel in self._channels:
+            for channel in list(self._channels):
                 await ws.send_json({"channel": channel, "msg_type": "join"})
                 self.joins_sent += 1
             receiving = asyncio.create_task(self._receive(ws))
@@ -197,6 +230,7 @@ class UwSocketClient:
         except (aiohttp.ClientError, ConnectionResetError) as exc:
             log.warning("UW socket: connection error: %s", type(exc).__name__)
         finally:
+            self._ws = None
             self.connected.clear()
             self.joined.clear()
             self.disconnects += 1
@@ -225,7 +259,10 @@ class UwSocketClient:
             self.bad_frames["bad_shape"] += 1
             return
         if channel not in self._channels:
-            self.bad_frames["unknown_channel"] += 1
+            if channel in self._left:
+                self.after_leave += 1
+            else:
+                self.bad_frames["unknown_channel"] += 1
             return
         if payload.get("status") == "ok" and "response" in payload:
             if channel not in self.joined:
@@ -253,6 +290,15 @@ class UwSocketClient:
             log.exception("UW socket: message handler failed on %s", channel)
 
 
+def socket_channels(config: SourceConfig, universe: Sequence[str]) -> list[str]:
+    """The channels a UW source YAML's socket joins for ``universe`` (its own symbol list if it has one)."""
+    ws = config.source.websocket
+    if ws is None:
+        return []
+    symbols = list(universe) if ws.symbols == "universe" else list(ws.symbols)
+    return expand_channels(ws.channels, symbols)
+
+
 def socket_client_for(
     config: SourceConfig,
     universe: Sequence[str],
@@ -265,11 +311,10 @@ def socket_client_for(
     ws = config.source.websocket
     if ws is None or config.ws_url is None:
         return None
-    symbols = list(universe) if ws.symbols == "universe" else list(ws.symbols)
     return UwSocketClient(
         config.ws_url,
         config.token,
-        expand_channels(ws.channels, symbols),
+        socket_channels(config, universe),
         RedisStreamSink(client, ws.stream_maxlen),
         backoff=backoff,
         session=session,

@@ -5,6 +5,10 @@ rule and template paths take over without a try/except at each call site. The ti
 enforced twice: by the SDK (``timeout``) and by ``asyncio.wait_for`` around the call, because a
 stalled connection must not hold a 30-second check round hostage. ``max_retries`` is 0: a retry
 would spend the round's time budget; the next round simply asks again.
+
+The SDK is imported when a client is built or called, not with this module: the configuration
+models import the overseer package, so every actor process would otherwise pay the SDK's ~1 s
+import at start, though only the overseer ever talks to the model.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import anthropic
+from typing import TYPE_CHECKING
 
 from quanticity.overseer.budget import Budget
 from quanticity.overseer.config import ModelConfig
 from quanticity.overseer.counters import Counters
+
+if TYPE_CHECKING:
+    import anthropic
 
 SYSTEM_PROMPT = (
     "You are the risk overseer of an automated options-trading platform that only buys single-leg "
@@ -45,6 +51,8 @@ def build_client(config: ModelConfig, env: Mapping[str, str] | None = None) -> a
     key = env.get(config.api_key_env, "").strip()
     if not config.enabled or not key:
         return None
+    import anthropic  # deferred (module docstring)
+
     return anthropic.AsyncAnthropic(api_key=key, base_url=config.base_url, max_retries=0, timeout=config.timeout_s)
 
 
@@ -80,6 +88,8 @@ class ModelGateway:
         refusal = self._budget.refusal(max_tokens)
         if refusal is not None:
             return self._fallback(task, refusal)
+        import anthropic  # deferred (module docstring); already loaded once a client exists
+
         self._counters.add("model.calls")
         self._counters.add(f"model.calls.{task}")
         tokens = 0

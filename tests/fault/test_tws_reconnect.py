@@ -14,7 +14,7 @@ import pytest
 import ray
 import redis
 
-from actors.common import BROKER
+from actors.common import BROKER, analytics_name
 from actors.fetcher import FETCHER
 from actors.venues import VENUES
 from quanticity import keys
@@ -54,6 +54,9 @@ def test_dropped_ibkr_connections_reconnect_and_reconcile(
         )
         after = ray.get(broker.audit.remote())
         assert after["disconnects"] > before["disconnects"] and after["connects"] > before["connects"]
+        # a symbol added mid-session is fetched too: the universe endpoints gain its jobs at once
+        assert ray.get(supervisor.add_symbol.remote("MSFT")) == analytics_name("MSFT")
+        wait_for(lambda: redis_client.get("raw:uw:darkpool:MSFT") is not None, 60, "UW data of the added symbol")
         progress = wait_until_done(config, timeout_s=MINUTES * 60 / SPEED + 240)
         assert progress["done"] == 1.0
         assert wait_until_quiet(redis_client, timeout_s=30)

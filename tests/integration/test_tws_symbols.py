@@ -34,9 +34,7 @@ QQQ_GONE = ("simulated", "mkt_data", "depth", "tick_by_tick")
 def _chain_rows(client: redis.Redis, symbol: str) -> int:
     """Option quotes the analytics actor's last chain computation saw, kept or rejected.
 
-    Rejected rows count: through IBKR no open interest is streamed, so every row of every
-    symbol is dropped as ``bad_oi`` in ``tws`` (start-up symbols alike) — still proof that the
-    symbol's option quotes reached its analytics actor.
+    Rejected rows count too: either way the symbol's option quotes reached its analytics actor.
     """
     raw = client.get(keys.analytics(symbol, "chain"))
     if not raw:

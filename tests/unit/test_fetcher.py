@@ -297,6 +297,43 @@ def test_hot_reload_adds_and_removes_endpoints_and_rejects_a_broken_file(
     asyncio.run(scenario())
 
 
+def test_universe_change_adds_and_ends_jobs_without_touching_the_others(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    clock = SimulatedClock(RTH)
+    per_symbol = SPOT | {"symbols": "universe"}
+    spec = {"source": source(), "endpoints": {"spot_exposures": per_symbol, "max_pain": MAX_PAIN}}
+
+    async def scenario() -> None:
+        server = UwServer(TOKEN, clock=clock, universe=UNIVERSE)
+        await server.start()
+        path = write_yaml(tmp_path / "unusual_whales.yaml", spec)
+        base_url = server.base_url + "/api"
+        engine = SourceEngine(
+            path, redis=redis_client, clock=clock, universe=["SPY", "QQQ"], environ=ENV, base_url=base_url
+        )
+        try:
+            async with engine:
+                await run_for(engine, clock, 60)
+                assert engine.set_universe(["SPY", "QQQ", "IWM"]) == [("spot_exposures", "IWM")]
+                assert engine.universe == ["SPY", "QQQ", "IWM"]
+                await run_for(engine, clock, 60)
+                # the new symbol is due at once; the others keep their 30 s schedule
+                assert hits(server, "/IWM/spot-exposures") == [61, 91]
+                assert hits(server, "/SPY/spot-exposures") == [1, 31, 61, 91]
+                assert hits(server, "max-pain") == [1, 31, 61, 91]  # fixed symbol list: unaffected
+                assert engine.set_universe(["SPY", "IWM"]) == []
+                assert engine.jobs() == [("max_pain", "SPY"), ("spot_exposures", "IWM"), ("spot_exposures", "SPY")]
+                await run_for(engine, clock, 60)
+                assert hits(server, "/QQQ/spot-exposures") == [1, 31, 61, 91]  # removed: no more requests
+                assert hits(server, "/IWM/spot-exposures") == [61, 91, 121, 151]
+                assert redis_client.get("raw:uw:spot_exposures:IWM") is not None
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [

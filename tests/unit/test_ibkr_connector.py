@@ -58,7 +58,6 @@ START_NS = 1_735_914_600_000_000_000  # 2025-01-03 09:30 ET
 CONTRACT = OptionContract("SPY", "2025-01-03", 590.0, Right.CALL)
 
 
-
 def ibkr_config(port: int, **overrides: Any) -> IbkrConfig:
     values: dict[str, Any] = {
         "port": port,
@@ -260,6 +259,62 @@ def test_depth_rotation_and_309_from_a_line_held_elsewhere(config: QuanticityCon
         await conn.stop()
 
     run(config, body, symbols=("SPY", "QQQ", "IWM", "AAPL", "MSFT"))
+
+
+def test_depth_rotation_skips_a_symbol_refused_with_354_until_the_retry_time() -> None:
+    rotation = DepthRotation(["SPY", "QQQ", "IWM", "AAPL", "MSFT"], lines=3, dwell_s=15, retry_after_s=30)
+    assert rotation.plan(0.0).subscribe == ("SPY", "QQQ", "IWM")
+    rotation.not_entitled("QQQ", 1.0)  # no depth entitlement at ISLAND
+    assert rotation.capacity == 3 and rotation.not_entitled_symbols == ["QQQ"]
+    plan = rotation.plan(1.0)  # the freed line is used at once, by the next symbols in turn
+    assert "QQQ" not in rotation.active and len(rotation.active) == 3 and "QQQ" not in plan.subscribe
+    for t in (16.0, 30.0):  # windows move on without QQQ until the retry time (31 s)
+        rotation.plan(t)
+        assert "QQQ" not in rotation.active and len(rotation.active) == 3
+    seen: set[str] = set()
+    for t in (46.0, 61.0, 76.0):  # retried after 30 s: QQQ has its turns again
+        rotation.plan(t)
+        seen |= rotation.active
+    assert "QQQ" in seen and rotation.not_entitled_symbols == []
+    for symbol in ("SPY", "QQQ", "IWM", "AAPL", "MSFT"):  # nothing entitled: no line is opened
+        rotation.not_entitled(symbol, 80.0)
+    assert rotation.plan(80.0).subscribe == () and rotation.active == set()
+    assert rotation.entitlement_errors == 6 and rotation.capacity_errors == 0
+
+
+def test_delayed_only_account_gets_354_and_the_feed_degrades_instead_of_waiting(config: QuanticityConfig) -> None:
+    """On a delayed-only account depth and tick-by-tick are refused: the feed stops expecting them."""
+
+    async def body(h: Harness) -> None:
+        conn = IbkrConnection(ibkr_config(h.sim.port, market_data_type=3), "ingestion", clock=h.clock)
+        feed = IbkrFeed(conn, ["SPY", "QQQ", "IWM", "AAPL"], h.events.append)
+        await conn.start()
+        await until(
+            lambda: feed.depth.entitlement_errors == 3 and feed.tick_by_tick_refused == {"SPY"},
+            what="354 for three depth lines and SPY's tick-by-tick",
+        )
+        feed.rotate_depth()  # the freed lines go to the one symbol not yet tried: refused as well
+        await until(lambda: feed.depth.entitlement_errors == 4, what="354 for AAPL's depth")
+        feed.rotate_depth()
+        assert feed.depth.active == set()
+        assert h.sim.hub.counts() == {"mkt_data": 4, "depth": 0, "tick_by_tick": 0}
+        assert conn.ready and feed.errors[354] == 5
+        assert feed.stats()["tick_by_tick_refused"] == 1 and feed.stats()["depth_entitlement_errors"] == 4
+        # retried after depth_retry_after_s (30 s): asked again, refused again, nothing left open
+        h.clock.advance(30)
+        feed.rotate_depth()
+        await until(lambda: feed.depth.entitlement_errors == 7, what="the retry refused again")
+        # fifteen simulated minutes in, the delayed lines stream: quotes, and SPY's prints come from
+        # its delayed last ticks (68) now that tick-by-tick is refused
+        h.sim.advance(901)
+        for _ in range(3):
+            h.sim.step()
+        await until(lambda: {t.symbol for t in h.of(Trade)} >= {"SPY", "QQQ"}, what="delayed prints")
+        assert {q.symbol for q in h.of(Quote)} == {"SPY", "QQQ", "IWM", "AAPL"}
+        assert all(q.bid < q.ask for q in h.of(Quote)) and not h.of(BookSnapshot)
+        await conn.stop()
+
+    run(config, body)
 
 
 def test_bad_inputs_are_rejected_counted_and_the_feed_keeps_running(config: QuanticityConfig) -> None:

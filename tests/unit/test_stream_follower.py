@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 
+import pytest
 import redis
 
 from actors.common import StreamFollower
+
+pytestmark = pytest.mark.unit
 
 STREAM = "test:follower"
 CURSOR = "test:follower:cursor"

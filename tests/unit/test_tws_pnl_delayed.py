@@ -36,7 +36,6 @@ DELAY_S = 900
 CONTRACT = OptionContract("SPY", "2025-01-03", 590.0, Right.CALL)
 
 
-
 def make_sim(config: QuanticityConfig, **overrides: Any) -> TwsSimulator:
     return TwsSimulator.from_config(
         config,

@@ -39,7 +39,6 @@ def query(symbol: str, sec_type: str = "STK") -> ContractQuery:
     return ContractQuery(0, symbol, sec_type, "", 0.0, "", "", "SMART", "", "USD", "", "")
 
 
-
 # --- the simulator's market and security master ------------------------------------------------
 def test_sim_lists_a_symbol_added_mid_session_without_moving_the_others(config: QuanticityConfig) -> None:
     plain = make_sim(config, ["SPY", "QQQ"])

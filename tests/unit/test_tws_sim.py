@@ -27,7 +27,6 @@ SESSION = dt.date(2025, 1, 3)
 EXPIRY = "20250103"
 
 
-
 async def accepted(trade: Any) -> None:
     """Wait until the server acknowledged an order (only then does stepping the market fill it)."""
     await until(lambda: trade.orderStatus.status in ("Submitted", "PreSubmitted", "Filled"), what="order ack")

@@ -193,6 +193,36 @@ def test_wrong_token_is_refused_and_retried() -> None:
     asyncio.run(scenario())
 
 
+def test_universe_change_joins_on_the_open_connection_and_drops_left_channels() -> None:
+    received: list[str] = []
+    qqq = expand_channels(["gex:{ticker}", "price:{ticker}"], ["QQQ"])
+
+    async def scenario() -> None:
+        server = UwServer(TOKEN, clock=SimulatedClock(START))
+        await server.start()
+        sleep = RecordingSleep()
+        try:
+            async with running_client(server, lambda c, p: received.append(c), sleep) as (client, _):
+                await asyncio.wait_for(client.connected.wait(), TIMEOUT_S)
+                assert await client.set_channels(CHANNELS + qqq) == qqq
+                await until(lambda: client.joined.issuperset(qqq) and client.connected.is_set(), "QQQ joined")
+                assert client.connects == 1 and server.sockets() == [CHANNELS + qqq]  # same connection
+                await server.push()
+                await until(lambda: len(received) == len(CHANNELS) + len(qqq), "messages of every channel")
+                assert await client.set_channels(CHANNELS) == []  # QQQ left: no "leave" in the protocol
+                await server.push()
+                await until(lambda: len(received) == 2 * len(CHANNELS) + len(qqq), "SPY messages")
+                await until(lambda: client.after_leave == len(qqq), "QQQ messages dropped")
+                assert client.bad_frames == {} and received.count("gex:QQQ") == 1
+                await server.drop_websockets()  # the next connection joins only what is wanted now
+                await until(lambda: client.connects == 2 and client.connected.is_set(), "reconnect")
+                assert server.sockets() == [CHANNELS]
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
 def test_channel_templates_expand_per_symbol() -> None:
     assert expand_channels(["news", "gex:{ticker}", "news"], ["SPY", "QQQ"]) == ["news", "gex:SPY", "gex:QQQ"]
     with pytest.raises(ValueError, match="channels"):

@@ -4,8 +4,11 @@ TWS allows 3 concurrent ``reqMktDepth`` per account. :class:`DepthRotation` deci
 symbols hold the lines: windows of ``lines`` symbols in round-robin order, each kept for
 ``dwell_s`` seconds. Error 309 ("max number of market depth requests") is a *capacity signal*:
 another client of the account holds a line, so the rotation drops the refused symbol and runs
-with one line fewer for ``retry_after_s`` before trying the full width again. It is pure logic
-over the time it is given, so tests drive it with simulated time.
+with one line fewer for ``retry_after_s`` before trying the full width again. Error 354 ("market
+data not subscribed": the account has no depth entitlement for that symbol's exchange, as on a
+delayed-only account) is a *symbol* signal instead: the symbol sits out of the rotation for
+``retry_after_s`` and its line goes at once to the next symbol. It is pure logic over the time it
+is given, so tests drive it with simulated time.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ class DepthRotation:
         self.active: set[str] = set()
         self.capacity = lines
         self.capacity_errors = 0
+        self.entitlement_errors = 0
         self.rotations = 0
+        self._not_entitled_until: dict[str, float] = {}
         self._cursor = 0
         self._window_start: float | None = None
         self._restore_at: float | None = None
@@ -53,15 +58,20 @@ class DepthRotation:
         if self._restore_at is not None and now_s >= self._restore_at:
             self.capacity = self.lines
             self._restore_at = None
-        if not self.symbols or self.capacity == 0:
+        for symbol, until in list(self._not_entitled_until.items()):
+            if now_s >= until:
+                del self._not_entitled_until[symbol]
+        eligible = [s for s in self.symbols if s not in self._not_entitled_until]
+        if not eligible or self.capacity == 0:
             return self._move_to(set(), now_s)
-        if len(self.symbols) <= self.capacity:
-            return self._move_to(set(self.symbols), now_s)
+        if len(eligible) <= self.capacity:
+            return self._move_to(set(eligible), now_s)
         due = self._window_start is None or now_s - self._window_start >= self.dwell_s
         if not due:
             return DepthPlan((), ())
-        n = len(self.symbols)
-        window = {self.symbols[(self._cursor + i) % n] for i in range(self.capacity)}
+        n = len(eligible)
+        self._cursor %= n
+        window = {eligible[(self._cursor + i) % n] for i in range(self.capacity)}
         self._cursor = (self._cursor + self.capacity) % n
         self.rotations += 1
         return self._move_to(window, now_s)
@@ -100,6 +110,7 @@ class DepthRotation:
         self._cursor = self._cursor % len(self.symbols) if self.symbols else 0
         held = symbol in self.active
         self.active.discard(symbol)
+        self._not_entitled_until.pop(symbol, None)
         return held
 
     def capacity_error(self, symbol: str, now_s: float) -> None:
@@ -108,3 +119,19 @@ class DepthRotation:
         self.active.discard(symbol)
         self.capacity = max(min(self.capacity - 1, len(self.active)), 0)
         self._restore_at = now_s + self.retry_after_s
+
+    def not_entitled(self, symbol: str, now_s: float) -> None:
+        """TWS refused ``symbol`` with 354: leave it out until the retry time; its line is free now.
+
+        The capacity stays: the line itself was not refused, so the next :meth:`plan` opens a new
+        window with the symbols that remain.
+        """
+        self.entitlement_errors += 1
+        self.active.discard(symbol)
+        self._not_entitled_until[symbol] = now_s + self.retry_after_s
+        self._window_start = None
+
+    @property
+    def not_entitled_symbols(self) -> list[str]:
+        """Symbols sitting out after a 354, in rotation order."""
+        return [s for s in self.symbols if s in self._not_entitled_until]

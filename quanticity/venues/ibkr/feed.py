@@ -12,6 +12,10 @@ raises out of the feed.
   reported by FINRA/ADF/TRF are marked ``dark``.
 - Depth: :class:`~.depth.DepthRotation` over the depth symbols at explicit exchanges, 10 levels,
   at most 3 lines; error 309 shrinks the rotation instead of failing → :class:`BookSnapshot`.
+- Error 354 (no entitlement, e.g. a delayed-only account): a refused depth line takes its symbol
+  out of the rotation for ``depth_retry_after_s``; refused tick-by-tick makes the symbol's trades
+  come from L1 last ticks until the next (re-)subscription; a refused L1 line is counted and
+  named in :meth:`IbkrFeed.stats` (the connection's freshness check reports the silence).
 - Options: ``reqSecDefOptParams`` for expirations/strikes, the nearest ``option_expiries``
   expirations and ``option_strikes_each_side`` strikes around the spot, qualified with one
   ``reqContractDetails`` per expiry, then ``reqMktData`` → :class:`OptionQuote` with the model
@@ -57,10 +61,12 @@ __all__ = ["IbkrFeed"]
 log = logging.getLogger("quanticity.venues.ibkr.feed")
 
 MAX_DEPTH_REQUESTS = 309
+NOT_SUBSCRIBED = 354
 NO_SECURITY_DEFINITION = 200
 BID_ASK_TICKS = frozenset({0, 1, 2, 3, 66, 67, 69, 70})
 LAST_TICKS = frozenset({4, 68})
 RT_VOLUME_TICK = 48
+DELAYED_DATA_TYPES = frozenset({3, 4})
 DARK_VENUES = frozenset({"FINRA", "ADF", "TRF"})
 
 
@@ -100,6 +106,8 @@ class IbkrFeed:
         self._last_quote: dict[int, tuple[float, float, float, float]] = {}
         self._depth_contracts: dict[str, Contract] = {}
         self._depth_requests: dict[str, int] = {}
+        self.tick_by_tick_refused: set[str] = set()
+        self.l1_refused: set[str] = set()
         connection.expects_market_data = True
         connection.add_sync_hook("feed", self._on_sync)
         self.ib.pendingTickersEvent += self._on_tickers
@@ -115,6 +123,8 @@ class IbkrFeed:
     async def subscribe_all(self) -> None:
         """Qualify (once) and subscribe every stream; raises SyncError if TWS does not answer."""
         await self._qualify_underlyings()
+        self.tick_by_tick_refused.clear()  # entitlements may have changed: ask again
+        self.l1_refused.clear()
         for symbol, contract in self._underlyings.items():
             self._subscribe_underlying(symbol, contract)
         self.depth.reset()
@@ -372,8 +382,40 @@ class IbkrFeed:
                 if dropped is not None:
                     self.ib.wrapper.endTicker(self.ib.ticker(dropped), "mktDepth")
                 self.depth.capacity_error(symbol, self.clock.now_ns() / NS_PER_SECOND)
+        elif code == NOT_SUBSCRIBED:
+            self.errors[code] += 1
+            self._not_subscribed(req_id)
         elif code == NO_SECURITY_DEFINITION:
             self.errors[code] += 1
+
+    def _not_subscribed(self, req_id: int) -> None:
+        """Error 354 on one of our lines: stop expecting data from it (module docstring: how per kind)."""
+        depth_symbol = next((s for s, r in self._depth_requests.items() if r == req_id), None)
+        if depth_symbol is not None:
+            log.warning("feed: no depth entitlement for %s (354); out of the rotation for now", depth_symbol)
+            self._depth_requests.pop(depth_symbol, None)
+            dropped = self._depth_contracts.pop(depth_symbol, None)
+            if dropped is not None:
+                self.ib.wrapper.endTicker(self.ib.ticker(dropped), "mktDepth")
+            self.depth.not_entitled(depth_symbol, self.clock.now_ns() / NS_PER_SECOND)
+            return
+        ticker = self.ib.wrapper.reqId2Ticker.get(req_id)
+        if ticker is None or ticker.contract is None:
+            return
+        con_id = ticker.contract.conId
+        symbol = self._by_con_id.get(con_id) or (
+            self._options[con_id][1].underlying if con_id in self._options else None
+        )
+        if symbol is None:
+            return
+        tick_by_tick = self.config.tick_by_tick_type
+        if self.ib.wrapper.ticker2ReqId.get(tick_by_tick, {}).get(ticker) == req_id:
+            log.warning("feed: no tick-by-tick entitlement for %s (354); trades from L1 last ticks", symbol)
+            self.tick_by_tick_refused.add(symbol)
+            self.ib.wrapper.endTicker(ticker, tick_by_tick)
+        elif self.ib.wrapper.ticker2ReqId.get("mktData", {}).get(ticker) == req_id:
+            log.error("feed: market data for %s (conId %s) not subscribed (354)", symbol, con_id)
+            self.l1_refused.add(symbol if con_id in self._by_con_id else f"{symbol}:{con_id}")
 
     # --- data -----------------------------------------------------------------------------
     def _reject(self, exc: Rejected) -> None:
@@ -413,7 +455,7 @@ class IbkrFeed:
                         "quote",
                     )
                 )
-        if symbol in self.config.tick_by_tick_symbols:
+        if symbol in self.config.tick_by_tick_symbols and symbol not in self.tick_by_tick_refused:
             for tick in ticker.tickByTicks:
                 if isinstance(tick, TickByTickAllLast):
                     dark = tick.exchange in DARK_VENUES
@@ -423,7 +465,9 @@ class IbkrFeed:
                         )
                     )
         else:
-            trade_ticks = {RT_VOLUME_TICK} if "233" in self.config.generic_ticks else LAST_TICKS
+            # RT volume (233) has no delayed form: a delayed line's prints are its delayed last ticks
+            delayed = ticker.marketDataType in DELAYED_DATA_TYPES
+            trade_ticks = {RT_VOLUME_TICK} if "233" in self.config.generic_ticks and not delayed else LAST_TICKS
             for tick in ticker.ticks:
                 if tick.tickType in trade_ticks:
                     self._guard(
@@ -480,5 +524,8 @@ class IbkrFeed:
             **{f"accepted_{k}": v for k, v in self.accepted.items()},
             **{f"rejected_{k}": v for k, v in self.rejected.items()},
             "depth_capacity_errors": self.depth.capacity_errors,
+            "depth_entitlement_errors": self.depth.entitlement_errors,
             "depth_rotations": self.depth.rotations,
+            "tick_by_tick_refused": len(self.tick_by_tick_refused),
+            "l1_refused": len(self.l1_refused),
         }
