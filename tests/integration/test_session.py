@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 import ray
@@ -13,9 +14,11 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from actors.common import BROKER, FEED, RISK, ROUTER, analytics_name, publisher_name
 from quanticity import keys
+from quanticity.config.models import QuanticityConfig
 from quanticity.execution.store import ExecutionStore
 from quanticity.messages import FeatureSnapshot, Side, decode
 from quanticity.observability.metrics import QuanticityCollector, read_heartbeats
+from quanticity.store.client import connect
 from quanticity.store.embedded import free_port
 from supervisors.launch import start_system, stop_system, wait_until_done, wait_until_quiet
 from tests.system_harness import session_spec, system_config
@@ -24,20 +27,43 @@ from tests.venue_checks import assert_venue_matches_records
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def finished_session(ray_session: None, redis_client: redis.Redis, embedded_redis, tmp_path: Path):  # noqa: ANN001, ANN201
+class FinishedSession(NamedTuple):
+    """One session run to its end, shared by the read-only checks of this module."""
+
+    config: QuanticityConfig
+    supervisor: Any
+    progress: dict[str, float]
+    client: redis.Redis
+    channels: Path
+
+
+@pytest.fixture(scope="module")
+def finished_session(ray_session: None, embedded_redis, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+    """Run one 45-minute session once for the module (each check only reads what it left behind).
+
+    Module-scoped, so it takes its own Redis client instead of the per-test ``redis_client``
+    (which flushes the database): the checks below must not request that fixture.
+    """
+    if not embedded_redis.running:  # a fault test may have killed it
+        embedded_redis.start()
+    client = connect(embedded_redis.url)
+    client.flushdb()
+    tmp_path = tmp_path_factory.mktemp("session")
     config = system_config(tmp_path)
     spec = session_spec(config, minutes=45)
     supervisor = start_system(config, spec, embedded_redis.url)
-    progress = wait_until_done(config, timeout_s=240)
-    assert wait_until_quiet(redis_client)
-    ray.get(supervisor.check_children.remote())
-    yield config, supervisor, progress
-    stop_system(supervisor)
+    try:
+        progress = wait_until_done(config, timeout_s=240)
+        assert wait_until_quiet(client)
+        ray.get(supervisor.check_children.remote())
+        yield FinishedSession(config, supervisor, progress, client, tmp_path / "channels")
+    finally:
+        stop_system(supervisor)
+        client.close()
 
 
-def test_session_trades_end_to_end(finished_session, redis_client: redis.Redis, tmp_path: Path) -> None:  # noqa: ANN001
-    config, supervisor, progress = finished_session
+def test_session_trades_end_to_end(finished_session: FinishedSession) -> None:
+    config, _, progress, redis_client, channels = finished_session
     assert progress["done"] == 1.0 and progress["events"] > 10_000
     store = ExecutionStore(redis_client)
     fills = store.fills()
@@ -56,7 +82,7 @@ def test_session_trades_end_to_end(finished_session, redis_client: redis.Redis, 
     broker = ray.get_actor(BROKER, namespace=config.system.system.namespace)
     assert_venue_matches_records(store, broker)
     # the publisher wrote exactly one premium line per fill and per position event (stop raised)
-    lines = (tmp_path / "channels" / "local-premium.log").read_text().splitlines()
+    lines = (channels / "local-premium.log").read_text().splitlines()
     expected = [f.exec_id for f in fills] + [e.event_id for e in store.position_events()]
     assert sorted(line.split()[0].strip("[]") for line in lines) == sorted(expected)
     # every risk decision is audited with a reason code
@@ -65,8 +91,8 @@ def test_session_trades_end_to_end(finished_session, redis_client: redis.Redis, 
     assert all(d["reason_code"] for d in decisions)
 
 
-def test_every_actor_heartbeats_and_metrics_export(finished_session, redis_client: redis.Redis) -> None:  # noqa: ANN001
-    config, supervisor, _ = finished_session
+def test_every_actor_heartbeats_and_metrics_export(finished_session: FinishedSession) -> None:
+    _, supervisor, _, redis_client, _ = finished_session
     topology = ray.get(supervisor.topology.remote())
     expected = {
         FEED,
@@ -100,8 +126,8 @@ def test_every_actor_heartbeats_and_metrics_export(finished_session, redis_clien
     assert "quanticity_actor_heartbeat_age_seconds" in body
 
 
-def test_analytics_snapshots_carry_validity(finished_session, redis_client: redis.Redis) -> None:  # noqa: ANN001
-    config, _, _ = finished_session
+def test_analytics_snapshots_carry_validity(finished_session: FinishedSession) -> None:
+    config, _, _, redis_client, _ = finished_session
     state = json.loads(redis_client.get(keys.analytics_state("SPY")))
     assert state["features"]["events"] > 0
     for metric in ("book", "vpin", "volatility", "flow", "chain", "moc", "rejected"):
@@ -119,28 +145,3 @@ def test_analytics_snapshots_carry_validity(finished_session, redis_client: redi
     record = ray.get(actor.on_external.remote("gex", chain["gex"] + abs(chain["gex"]) * 0.1, "unusual_whales"))
     assert record["divergence"] == pytest.approx(0.1)
     assert json.loads(redis_client.get(keys.analytics("SPY", "divergence")))["gex"]["source"] == "unusual_whales"
-
-
-def test_add_and_remove_symbol_at_run_time(
-    ray_session: None,
-    redis_client: redis.Redis,
-    embedded_redis,  # noqa: ANN001
-    tmp_path: Path,
-) -> None:
-    config = system_config(tmp_path, symbols=("SPY",))
-    spec = session_spec(config, minutes=20)
-    supervisor = start_system(config, spec, embedded_redis.url, start=False)
-    try:
-        ray.get(supervisor.add_symbol.remote("IWM"))
-        assert analytics_name("IWM") in ray.get(supervisor.topology.remote())
-        ray.get(supervisor.start.remote())
-        wait_until_done(config, timeout_s=180)
-        ray.get(supervisor.check_children.remote())
-        beats = read_heartbeats(redis_client)
-        assert beats[analytics_name("IWM")]["events"] > 0
-        assert ray.get(supervisor.remove_symbol.remote("IWM"))
-        assert analytics_name("IWM") not in ray.get(supervisor.topology.remote())
-        with pytest.raises(ValueError):
-            ray.get_actor(analytics_name("IWM"), namespace=config.system.system.namespace)
-    finally:
-        stop_system(supervisor)
