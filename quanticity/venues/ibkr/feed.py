@@ -374,13 +374,9 @@ class IbkrFeed:
     def _on_error(self, req_id: int, code: int, message: str, contract: Contract | None) -> None:
         if code == MAX_DEPTH_REQUESTS:
             self.errors[code] += 1
-            symbol = next((s for s, r in self._depth_requests.items() if r == req_id), None)
+            symbol = self._drop_refused_depth(req_id)
             if symbol is not None:
                 log.warning("feed: depth line refused for %s (309); rotating with fewer lines", symbol)
-                self._depth_requests.pop(symbol, None)
-                dropped = self._depth_contracts.pop(symbol, None)
-                if dropped is not None:
-                    self.ib.wrapper.endTicker(self.ib.ticker(dropped), "mktDepth")
                 self.depth.capacity_error(symbol, self.clock.now_ns() / NS_PER_SECOND)
         elif code == NOT_SUBSCRIBED:
             self.errors[code] += 1
@@ -388,15 +384,22 @@ class IbkrFeed:
         elif code == NO_SECURITY_DEFINITION:
             self.errors[code] += 1
 
+    def _drop_refused_depth(self, req_id: int) -> str | None:
+        """Forget the depth line ``req_id`` that TWS refused; its symbol, or None if not a depth line of ours."""
+        symbol = next((s for s, r in self._depth_requests.items() if r == req_id), None)
+        if symbol is None:
+            return None
+        self._depth_requests.pop(symbol, None)
+        dropped = self._depth_contracts.pop(symbol, None)
+        if dropped is not None:
+            self.ib.wrapper.endTicker(self.ib.ticker(dropped), "mktDepth")
+        return symbol
+
     def _not_subscribed(self, req_id: int) -> None:
         """Error 354 on one of our lines: stop expecting data from it (module docstring: how per kind)."""
-        depth_symbol = next((s for s, r in self._depth_requests.items() if r == req_id), None)
+        depth_symbol = self._drop_refused_depth(req_id)
         if depth_symbol is not None:
             log.warning("feed: no depth entitlement for %s (354); out of the rotation for now", depth_symbol)
-            self._depth_requests.pop(depth_symbol, None)
-            dropped = self._depth_contracts.pop(depth_symbol, None)
-            if dropped is not None:
-                self.ib.wrapper.endTicker(self.ib.ticker(dropped), "mktDepth")
             self.depth.not_entitled(depth_symbol, self.clock.now_ns() / NS_PER_SECOND)
             return
         ticker = self.ib.wrapper.reqId2Ticker.get(req_id)
