@@ -145,7 +145,7 @@ class FetcherActor(ActorShell):
         return await self._set_universe([*self.universe, symbol])
 
     async def remove_symbol(self, symbol: str) -> dict[str, Any]:
-        """Stop fetching ``symbol``; returns how many jobs are left."""
+        """Stop fetching ``symbol`` (its jobs end, its channels are left); returns what was added: nothing."""
         if symbol not in self.universe:
             return {"jobs": [], "channels": []}
         return await self._set_universe([s for s in self.universe if s != symbol])
