@@ -202,8 +202,10 @@ def venue_summary(beats: dict[str, dict[str, float]]) -> dict[str, str]:
         )
     if "link_ready" in feed:
         accepted = sum(v for k, v in feed.items() if k.startswith("accepted_"))
-        rejected = sum(v for k, v in feed.items() if k.startswith("rejected_"))
-        out["IBKR market data"] = f"accepted {int(accepted):,}, rejected {int(rejected):,}"
+        reasons = {k.removeprefix("rejected_"): int(v) for k, v in feed.items() if k.startswith("rejected_") and v}
+        rejected = sum(reasons.values())
+        top = ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        out["IBKR market data"] = f"accepted {int(accepted):,}, rejected {rejected:,}" + (f" ({top})" if top else "")
     for source in ("unusual_whales", "alpha_vantage"):
         if f"{source}_requests" in fetcher:
             requests = int(fetcher[f"{source}_requests"])

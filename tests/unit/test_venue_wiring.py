@@ -7,6 +7,7 @@ import argparse
 import msgspec
 import pytest
 
+from actors.common import BROKER, FEED
 from quanticity.config import ConfigError, load_config
 from quanticity.messages import BookSnapshot, MarketBatch, OptionContract, OptionQuote, Quote, Right, Trade
 from quanticity.venues.batcher import MarketBatcher
@@ -18,7 +19,7 @@ from quanticity.venues.profile import (
     source_environment,
     twin_environment,
 )
-from supervisors.cli import check_venue
+from supervisors.cli import check_venue, venue_summary
 
 pytestmark = pytest.mark.unit
 
@@ -139,3 +140,12 @@ def test_cli_refuses_an_unpaced_or_lockstep_tws_run(monkeypatch: pytest.MonkeyPa
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="refusing to start --live"):
         check_venue(live, argparse.Namespace(command="run", speed=None, lockstep=False))
+
+
+def test_run_summary_names_the_main_reasons_market_data_was_rejected() -> None:
+    feed = {"link_ready": 1.0, "accepted_quote": 900.0, "accepted_trade": 100.0, "count_disconnects": 0.0}
+    feed |= {"rejected_missing": 5.0, "rejected_crossed_book": 7.0, "rejected_bad_oi": 1.0, "rejected_nan": 2.0}
+    summary = venue_summary({FEED: feed | {"rejected_unused": 0.0}, BROKER: {}})
+    assert summary["IBKR market data"] == "accepted 1,000, rejected 15 (crossed_book 7, missing 5, nan 2)"
+    clean = venue_summary({FEED: {"link_ready": 1.0, "accepted_quote": 3.0}})
+    assert clean["IBKR market data"] == "accepted 3, rejected 0"
