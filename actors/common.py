@@ -54,30 +54,27 @@ def strategy_names(config: QuanticityConfig, symbol: str | None = None) -> list[
     return names
 
 
-def send_alt_data(peers: Peers, targets: list[str], events: list[AltDataEvent]) -> int:
-    """Fire ``on_alt_data(events)`` at every target actor alive now; returns how many were called.
+def send_alt_data(peers: Peers, targets: list[str], events: list[AltDataEvent]) -> list[ray.ObjectRef]:
+    """Call ``on_alt_data(events)`` on every target actor alive now; returns the calls' refs.
 
     Shared by the feeds (simulated alt data) and the fetcher (the UW bridge), so both reach the
-    strategies the same way. Fire-and-forget: a strategy that is down misses the batch, and its
-    AltDataBook drops the repeat if a later fetch sends the same events again.
+    strategies the same way. The callers fire and forget, except the lock-step feed, which awaits
+    the refs. A strategy that is down misses the batch, and its AltDataBook drops the repeat if a
+    later fetch sends the same events again.
     """
-    called = 0
-    for name in targets:
-        handle = peers.get(name)
-        if handle is not None:
-            handle.on_alt_data.remote(events)
-            called += 1
-    return called
+    return [handle.on_alt_data.remote(events) for handle in map(peers.get, targets) if handle is not None]
 
 
-def deliver_alt_data(peers: Peers, strategies: list[str], events: list[AltDataEvent]) -> None:
+def deliver_alt_data(peers: Peers, strategies: list[str], events: list[AltDataEvent]) -> list[ray.ObjectRef]:
     """A simulated feed's due alternative data: all of it to the strategies, and the prior
-    sessions' closing vol readings to each symbol's analytics actor (they seed its IV-rank history)."""
+    sessions' closing vol readings to each symbol's analytics actor (they seed its IV-rank
+    history). Returns the calls' refs (the lock-step feed awaits them)."""
     if not events:
-        return
-    send_alt_data(peers, strategies, events)
+        return []
+    refs = send_alt_data(peers, strategies, events)
     for symbol, closes in vol_close_by_symbol(events).items():
-        send_alt_data(peers, [analytics_name(symbol)], closes)
+        refs += send_alt_data(peers, [analytics_name(symbol)], closes)
+    return refs
 
 
 def publisher_name(channel: str) -> str:

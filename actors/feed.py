@@ -27,7 +27,7 @@ from ray.exceptions import RayActorError
 from actors.common import BROKER, RISK, ROUTER, ActorShell, analytics_name, deliver_alt_data, strategy_name
 from quanticity import keys
 from quanticity.config.models import FeedSection, QuanticityConfig
-from quanticity.lockstep import AltDataCursor, TickSchedule, step_quotes, vol_close_by_symbol
+from quanticity.lockstep import AltDataCursor, TickSchedule, step_quotes
 from quanticity.messages import MarketBatch, encode
 from quanticity.session import RunSpec
 from quanticity.sim.altdata import session_alt_data
@@ -225,15 +225,7 @@ class SimFeedActor(ActorShell):
         """One step, stage by stage (a missing peer is skipped: the supervisor is replacing it)."""
         batches = self.market.step(ts)
         self.redis.set(keys.SIM_CLOCK, ts)
-        alt = self.alt_data.due(ts)
-        if alt:
-            await self._await_all(
-                [h.on_alt_data.remote(alt) for h in map(self.peers.get, self.alt_targets) if h is not None]
-            )
-            for symbol, events in vol_close_by_symbol(alt).items():
-                handle = self.peers.get(analytics_name(symbol))
-                if handle is not None:
-                    await handle.on_alt_data.remote(events)
+        await self._await_all(deliver_alt_data(self.peers, self.alt_targets, self.alt_data.due(ts)))
         for symbol in sorted(batches):
             handle = self.peers.get(analytics_name(symbol))
             if handle is not None:

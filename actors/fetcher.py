@@ -113,7 +113,7 @@ class FetcherActor(ActorShell):
             self.errors += 1
             self.log.exception("fetcher not started")
             return
-        uw = next((e for e in self.engines if e.config.source.websocket is not None), None)
+        uw = self._socket_engine()
         if uw is not None:
             self.socket = socket_client_for(uw.config, universe, self.redis)
         runs: list[Any] = [e.run(self._stop) for e in self.engines]
@@ -128,6 +128,10 @@ class FetcherActor(ActorShell):
             for engine in self.engines:
                 with contextlib.suppress(Exception):
                     await engine.close()
+
+    def _socket_engine(self) -> SourceEngine | None:
+        """The engine whose source YAML describes the UW socket (None without one)."""
+        return next((e for e in self.engines if e.config.source.websocket is not None), None)
 
     def _on_payload(self, endpoint: str, spec: EndpointSpec, document: dict[str, Any]) -> None:
         """Engine hook: an accepted payload of an ``alt_data`` endpoint → new events → the strategies."""
@@ -155,8 +159,8 @@ class FetcherActor(ActorShell):
         self.universe = universe
         jobs = [job for engine in self.engines for job in engine.set_universe(universe)]
         channels: list[str] = []
-        if self.socket is not None:
-            uw = next(e for e in self.engines if e.config.source.websocket is not None)
+        uw = self._socket_engine()
+        if self.socket is not None and uw is not None:
             channels = await self.socket.set_channels(socket_channels(uw.config, universe))
         if self.bridge is not None:
             self.bridge.set_symbols(universe)

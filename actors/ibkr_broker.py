@@ -192,13 +192,7 @@ class IbkrBrokerActor(ActorShell):
             out["open_orders"] = len(self.broker.open_orders())
             out.update({f"ibkr_{k}": float(v) for k, v in self.broker.stats.items()})
             # IB's own account P&L (reqPnL); an unknown value is left out, never reported as a number
-            pnl = self.broker.pnl()
-            values = {"daily": pnl["daily"], "unrealized": pnl["unrealized"], "realized": pnl["realized"]}
-            for name, value in values.items():
-                if value is not None:
-                    out[f"pnl_{name}"] = value
-            if pnl["updated_ns"] is not None:
-                out["pnl_updated_ns"] = float(pnl["updated_ns"])
+            out.update({f"pnl_{name}": float(v) for name, v in self.broker.pnl().items() if v is not None})
         return out
 
     async def audit(self) -> dict[str, object]:

@@ -83,9 +83,7 @@ class IbkrFeedActor(ActorShell):
         self._stopping = False
         self._last_tick_ns = self._last_raw_ns = spec.sim_start_ns
         self._last_batches: dict[str, MarketBatch] = {}
-
-    _connecting: asyncio.Task[None] | None = None
-    """The connection attempt (connect + subscribe), started by the first ping in ``tws``."""
+        self._connecting: asyncio.Task[None] | None = None  # connect + subscribe; the first ping starts it in tws
 
     # --- control --------------------------------------------------------------------------
     async def ping(self) -> Heartbeat:  # type: ignore[override]

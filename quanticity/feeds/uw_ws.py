@@ -158,16 +158,17 @@ class UwSocketClient:
             raise ValueError("channels: at least one channel is required")
         wanted = list(dict.fromkeys(channels))
         added = [c for c in wanted if c not in self._channels]
-        self._left |= set(self._channels) - set(wanted)
-        self._left -= set(wanted)
+        self._left = (self._left | set(self._channels)) - set(wanted)
         self._channels = wanted
         self.joined &= set(wanted)
         ws = self._ws
-        if ws is not None and not ws.closed:
-            for channel in added:
-                await ws.send_json({"channel": channel, "msg_type": "join"})
-                self.joins_sent += 1
-        if self.joined.issuperset(self._channels) and ws is not None and not ws.closed:
+        if ws is None or ws.closed:
+            self.connected.clear()
+            return added
+        for channel in added:
+            await ws.send_json({"channel": channel, "msg_type": "join"})
+            self.joins_sent += 1
+        if self.joined.issuperset(wanted):  # else the acknowledgements set it
             self.connected.set()
         else:
             self.connected.clear()

@@ -8,7 +8,6 @@ freshness and depth-rotation timing.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,17 +24,14 @@ from quanticity.execution.router import BrokerError
 from quanticity.messages import (
     BookSnapshot,
     Message,
-    OptionContract,
     OptionQuote,
-    OrderIntent,
     OrderStatus,
     Quote,
-    Right,
     Side,
     Trade,
     TradingState,
 )
-from quanticity.sim.tws import In, TwsSimConfig, TwsSimulator
+from quanticity.sim.tws import In, TwsSimulator
 from quanticity.venues.ibkr import (
     BackoffSpec,
     DepthRotation,
@@ -50,42 +46,9 @@ from quanticity.venues.ibkr import (
 from quanticity.venues.ibkr.backoff import Backoff
 from quanticity.venues.ibkr.validation import make_book, make_option_quote, make_quote
 from tests.async_helpers import until
+from tests.tws_helpers import CONTRACT, START_NS, ibkr_config, intent, tws_sim
 
 pytestmark = pytest.mark.unit
-
-SESSION = dt.date(2025, 1, 3)
-START_NS = 1_735_914_600_000_000_000  # 2025-01-03 09:30 ET
-CONTRACT = OptionContract("SPY", "2025-01-03", 590.0, Right.CALL)
-
-
-def ibkr_config(port: int, **overrides: Any) -> IbkrConfig:
-    values: dict[str, Any] = {
-        "port": port,
-        "connect_timeout_s": 10.0,  # generous: only a broken test waits this long
-        "request_timeout_s": 10.0,
-        "reconnect": BackoffSpec(initial_s=0.05, max_s=0.2, jitter=0.2, seed=3),
-        "depth_symbols": ["SPY", "QQQ", "IWM", "AAPL"],
-        "tick_by_tick_symbols": ["SPY"],
-        "option_expiries": 1,
-        "option_strikes_each_side": 1,
-    }
-    values.update(overrides)
-    return IbkrConfig(**values)
-
-
-def intent(ref: str, quantity: int, limit: float, side: Side = Side.BUY) -> OrderIntent:
-    return OrderIntent(
-        ts_event=START_NS,
-        ts_init=START_NS,
-        order_ref=ref,
-        signal_id=f"sig-{ref}",
-        strategy="zero_dte_gamma",
-        contract=CONTRACT,
-        side=side,
-        quantity=quantity,
-        limit_price=limit,
-        origin_ts_init=START_NS,
-    )
 
 
 class Harness:
@@ -118,14 +81,7 @@ def run(
     **sim_overrides: Any,
 ) -> None:
     async def main() -> None:
-        sim = TwsSimulator.from_config(
-            config,
-            seed=7,
-            symbols=list(symbols),
-            session_date=SESSION,
-            step_ms=1000,
-            sim_config=TwsSimConfig(**sim_overrides),
-        )
+        sim = tws_sim(config, list(symbols), **sim_overrides)
         await sim.start()
         harness = Harness(sim, SimulatedClock(START_NS))
         try:

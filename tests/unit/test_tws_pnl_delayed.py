@@ -9,7 +9,6 @@ read" deterministic: TWS answers requests in order on one socket.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 import struct
 from collections.abc import Awaitable, Callable
@@ -20,38 +19,24 @@ from ib_async import IB, Contract, LimitOrder, Option, Stock
 
 from quanticity.clock import SimulatedClock
 from quanticity.config import QuanticityConfig
-from quanticity.messages import OptionContract, OrderIntent, Right, Side
-from quanticity.sim.tws import In, TwsSimConfig, TwsSimulator
+from quanticity.sim.tws import In, TwsSimulator
 from quanticity.sim.tws.protocol import FrameDecoder, encode_fields
-from quanticity.venues.ibkr import BackoffSpec, IbkrBroker, IbkrConfig, IbkrConnection
+from quanticity.venues.ibkr import IbkrBroker, IbkrConnection
 from tests.async_helpers import until
+from tests.tws_helpers import CONTRACT, START_NS, ibkr_config, intent, tws_sim
 
 pytestmark = pytest.mark.unit
 
-SESSION = dt.date(2025, 1, 3)
 EXPIRY = "20250103"
 ACCOUNT = "DU1234567"
-START_NS = 1_735_914_600_000_000_000  # 2025-01-03 09:30 ET
 DELAY_S = 900
-CONTRACT = OptionContract("SPY", "2025-01-03", 590.0, Right.CALL)
-
-
-def make_sim(config: QuanticityConfig, **overrides: Any) -> TwsSimulator:
-    return TwsSimulator.from_config(
-        config,
-        seed=7,
-        symbols=["SPY", "QQQ"],
-        session_date=SESSION,
-        step_ms=1000,
-        sim_config=TwsSimConfig(**overrides),
-    )
 
 
 def run(config: QuanticityConfig, body: Callable[[TwsSimulator], Awaitable[None]], **overrides: Any) -> None:
     """Start a simulator, run ``body``, stop it (clients are the body's to open and close)."""
 
     async def main() -> None:
-        sim = make_sim(config, **overrides)
+        sim = tws_sim(config, ["SPY", "QQQ"], **overrides)
         await sim.start()
         try:
             await body(sim)
@@ -198,31 +183,10 @@ def test_pnl_single_for_a_held_contract_and_bad_requests_get_errors(config: Quan
 
 
 # --- the connector's P&L subscription ----------------------------------------------------------
-def intent(ref: str, quantity: int, limit: float) -> OrderIntent:
-    return OrderIntent(
-        ts_event=START_NS,
-        ts_init=START_NS,
-        order_ref=ref,
-        signal_id=f"sig-{ref}",
-        strategy="zero_dte_gamma",
-        contract=CONTRACT,
-        side=Side.BUY,
-        quantity=quantity,
-        limit_price=limit,
-        origin_ts_init=START_NS,
-    )
-
-
 def test_connector_subscribes_pnl_and_resubscribes_after_a_drop_and_1101(config: QuanticityConfig) -> None:
     async def body(sim: TwsSimulator) -> None:
         clock = SimulatedClock(START_NS)
-        cfg = IbkrConfig(
-            port=sim.port,
-            connect_timeout_s=10.0,
-            request_timeout_s=10.0,
-            reconnect=BackoffSpec(initial_s=0.05, max_s=0.2, jitter=0.2, seed=3),
-        )
-        conn = IbkrConnection(cfg, "execution", clock=clock)
+        conn = IbkrConnection(ibkr_config(sim.port), "execution", clock=clock)
         broker = IbkrBroker(conn)
         await conn.start()
         assert conn.ready
@@ -272,8 +236,7 @@ def test_connector_subscribes_pnl_and_resubscribes_after_a_drop_and_1101(config:
 
 def test_connector_counts_a_refused_pnl_subscription_and_stays_ready(config: QuanticityConfig) -> None:
     async def body(sim: TwsSimulator) -> None:
-        cfg = IbkrConfig(port=sim.port, account="U7654321", connect_timeout_s=10.0, request_timeout_s=10.0)
-        conn = IbkrConnection(cfg, "execution", clock=SimulatedClock(START_NS))
+        conn = IbkrConnection(ibkr_config(sim.port, account="U7654321"), "execution", clock=SimulatedClock(START_NS))
         broker = IbkrBroker(conn)
         await conn.start()
         await until(lambda: broker.stats["pnl_errors"] == 1, what="321 for the unknown account")

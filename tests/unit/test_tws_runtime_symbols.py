@@ -9,7 +9,6 @@ through ``sim.step`` and every wait polls state with a deadline.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import msgspec
 import pytest
@@ -18,21 +17,12 @@ from ib_async import Stock
 from quanticity.clock import SimulatedClock
 from quanticity.config import QuanticityConfig
 from quanticity.messages import Message, OptionQuote, Quote, Trade
-from quanticity.sim.tws import TwsSimConfig, TwsSimulator
 from quanticity.sim.tws.contracts import ContractQuery
-from quanticity.venues.ibkr import BackoffSpec, DepthRotation, IbkrConfig, IbkrConnection, IbkrFeed
+from quanticity.venues.ibkr import DepthRotation, IbkrConnection, IbkrFeed
 from tests.async_helpers import until
+from tests.tws_helpers import START_NS, ibkr_config, tws_sim
 
 pytestmark = pytest.mark.unit
-
-SESSION = dt.date(2025, 1, 3)
-START_NS = 1_735_914_600_000_000_000  # 2025-01-03 09:30 ET
-
-
-def make_sim(config: QuanticityConfig, symbols: list[str]) -> TwsSimulator:
-    return TwsSimulator.from_config(
-        config, seed=7, symbols=symbols, session_date=SESSION, step_ms=1000, sim_config=TwsSimConfig()
-    )
 
 
 def query(symbol: str, sec_type: str = "STK") -> ContractQuery:
@@ -41,8 +31,8 @@ def query(symbol: str, sec_type: str = "STK") -> ContractQuery:
 
 # --- the simulator's market and security master ------------------------------------------------
 def test_sim_lists_a_symbol_added_mid_session_without_moving_the_others(config: QuanticityConfig) -> None:
-    plain = make_sim(config, ["SPY", "QQQ"])
-    grown = make_sim(config, ["SPY", "QQQ"])
+    plain = tws_sim(config, ["SPY", "QQQ"])
+    grown = tws_sim(config, ["SPY", "QQQ"])
     start_ids = {s: grown.contracts.underlying(s).con_id for s in ("SPY", "QQQ")}  # type: ignore[union-attr]
     for _ in range(30):
         plain.step()
@@ -64,7 +54,7 @@ def test_sim_lists_a_symbol_added_mid_session_without_moving_the_others(config: 
 
 
 def test_sim_refuses_an_unknown_symbol_and_delists_a_removed_one(config: QuanticityConfig) -> None:
-    sim = make_sim(config, ["SPY", "QQQ"])
+    sim = tws_sim(config, ["SPY", "QQQ"])
     with pytest.raises(KeyError, match="NOPE"):
         sim.add_symbol("NOPE")
     assert sim.market.symbols == ["SPY", "QQQ"] and sim.contracts.underlying("NOPE") is None
@@ -97,19 +87,10 @@ def test_depth_rotation_takes_symbols_in_and_out() -> None:
 # --- the IBKR feed against the simulator -------------------------------------------------------
 def test_feed_adds_and_removes_one_symbol_through_ib_async(config: QuanticityConfig) -> None:
     async def main() -> None:
-        sim = make_sim(config, ["SPY", "QQQ"])
+        sim = tws_sim(config, ["SPY", "QQQ"])
         await sim.start()
         events: list[Message] = []
-        cfg = IbkrConfig(
-            port=sim.port,
-            connect_timeout_s=10.0,
-            request_timeout_s=10.0,
-            reconnect=BackoffSpec(initial_s=0.05, max_s=0.2, jitter=0.2, seed=3),
-            depth_symbols=["SPY", "IWM"],
-            tick_by_tick_symbols=["SPY", "IWM"],
-            option_expiries=1,
-            option_strikes_each_side=1,
-        )
+        cfg = ibkr_config(sim.port, depth_symbols=["SPY", "IWM"], tick_by_tick_symbols=["SPY", "IWM"])
         conn = IbkrConnection(cfg, "ingestion", clock=SimulatedClock(START_NS))
         feed = IbkrFeed(conn, ["SPY", "QQQ"], events.append, option_symbols=["SPY"])
         try:
@@ -168,7 +149,7 @@ def test_ib_async_sees_the_added_symbol_and_no_definition_after_removal(config: 
     async def main() -> None:
         from ib_async import IB
 
-        sim = make_sim(config, ["SPY"])
+        sim = tws_sim(config, ["SPY"])
         await sim.start()
         ib = IB()
         try:
