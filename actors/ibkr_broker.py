@@ -13,6 +13,11 @@ runs as the connection's sync hook after every (re)connect.
   unreconciled venue never looks flat or order-less to the router, which stays not-ready instead.
 - ``quotes`` streams ``reqMktData`` for each contract asked about (kept subscribed, so later asks
   are immediate; a new contract waits briefly for its first quote).
+- The order-id floor lives in Redis (:data:`quanticity.keys.IBKR_ORDER_ID_FLOOR`): a restarted
+  actor never reuses an order id, whatever ``nextValidId`` TWS hands out.
+- The heartbeat carries the account's key figures (``account_NetLiquidation``, ``account_BuyingPower``,
+  ``account_AvailableFunds``, ``account_ExcessLiquidity``, ``account_TotalCashValue``) as TWS last
+  sent them; an unknown figure is left out, never reported as zero.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from quanticity.config.models import QuanticityConfig
 from quanticity.execution.router import BrokerError
 from quanticity.messages import BrokerOrder, Fill, Heartbeat, OptionContract, OrderIntent
 from quanticity.session import RunSpec
-from quanticity.venues.ibkr import IbkrBroker, IbkrConnection
+from quanticity.venues.ibkr import IbkrBroker, IbkrConnection, RedisOrderIdFloor
+from quanticity.venues.ibkr.broker import ACCOUNT_TAGS
 from quanticity.venues.ibkr.contracts import to_ib_option
 
 PUSH_EVERY_S = 0.05
@@ -67,7 +73,8 @@ class IbkrBrokerActor(ActorShell):
     async def _run(self) -> None:
         try:
             settings = await resolve_ibkr(self.config, self.redis)
-            self.conn = IbkrConnection(settings, "execution", clock=self.venue_clock)
+            floor = RedisOrderIdFloor(self.redis, settings.client_ids.for_role("execution"))
+            self.conn = IbkrConnection(settings, "execution", clock=self.venue_clock, order_ids=floor)
             self.broker = IbkrBroker(self.conn)
             await self.conn.start()
         except Exception:
@@ -193,6 +200,8 @@ class IbkrBrokerActor(ActorShell):
             out.update({f"ibkr_{k}": float(v) for k, v in self.broker.stats.items()})
             # IB's own account P&L (reqPnL); an unknown value is left out, never reported as a number
             out.update({f"pnl_{name}": float(v) for name, v in self.broker.pnl().items() if v is not None})
+            values = self.broker.account_values()
+            out.update({f"account_{tag}": values[tag] for tag in ACCOUNT_TAGS if tag in values})
         return out
 
     async def audit(self) -> dict[str, object]:

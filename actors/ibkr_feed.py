@@ -13,7 +13,8 @@ so the supervisor, the CLI and the launch helpers drive it unchanged:
   strategy windows and router ticks run on it; router ticks every ``router_tick_every_s``;
 - in ``tws`` the session's simulated alternative data (:func:`session_alt_data`) is delivered as
   SimFeed delivers it; in ``live`` alternative data comes from the fetcher's Redis keys instead;
-- the heartbeat carries the link state, data age, accepted/rejected counts and reconnects.
+- the heartbeat carries the link state, data age, accepted/rejected counts, reconnects and the
+  TWS messages ``ib_async`` could not parse (``malformed_messages``: dropped by the library, counted here).
 
 A restarted feed reconnects (the connection's sync hook re-subscribes everything).
 """
@@ -295,6 +296,7 @@ class IbkrFeedActor(ActorShell):
             age = health.get("data_age_s")
             out["link_ready"] = float(self.conn.ready)
             out["data_age_s"] = float(age) if age is not None else -1.0
+            out["malformed_messages"] = float(self.conn.stats["malformed_messages"])
             out.update({k: float(v) for k, v in health.items() if k.startswith("count_")})
         if self.feed is not None:
             out.update({k: float(v) for k, v in self.feed.stats().items()})

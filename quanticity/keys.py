@@ -100,6 +100,11 @@ def strategy_state(strategy: str) -> str:
     return f"signals:strategy:{strategy}:state"
 
 
+STRATEGY_ENABLED = "system:strategy:enabled"
+"""Hash: strategy name → "1"/"0", the admin's run-time enable/disable (``/strategy``); the strategy
+actor restores it in its constructor, so a restart does not silently re-enable a disabled strategy."""
+
+
 # --- risk ----------------------------------------------------------------------------------
 TRADING_STATE = "system:trading_state"
 """Hash: ``state``, ``reason``, ``changed_at`` of the risk gate; survives restarts."""
@@ -188,6 +193,16 @@ def publisher_inflight(channel: str) -> str:
 def publisher_threads(channel: str) -> str:
     """Hash: contract key → message key of the entry alert that follow-ups of the position reply to."""
     return f"system:publisher:{channel}:threads"
+
+
+def distribution_malformed_seen(channel: str) -> str:
+    """Set of ``stream/entry id`` records ``channel``'s publisher has dead-lettered as malformed (no double)."""
+    return f"system:publisher:{channel}:malformed"
+
+
+def distribution_rate(platform: str, credential: str) -> str:
+    """Hash: the token bucket shared by every publisher sending to ``platform`` with one credential (a digest)."""
+    return f"system:distribution:rate:{platform}:{credential}"
 
 
 DISTRIBUTION_AUDIT = "system:distribution:audit"
@@ -313,6 +328,9 @@ OVERSEER_SUMMARY_DONE = "system:overseer:summary_done"
 OVERSEER_EXPLAIN_CURSOR = "system:overseer:explain_cursor"
 """Last ``trades:fills`` entry the overseer has looked at for a post-fill explanation."""
 
+OVERSEER_REVIEW_CURSOR = "system:overseer:review_cursor"
+"""Last ``signals:stream`` entry the overseer has looked at for an advisory pre-trade review."""
+
 
 def overseer_budget(day: str) -> str:
     """Hash: ``requests`` and ``tokens`` the overseer spent on the model on ``day`` (ET, YYYY-MM-DD)."""
@@ -336,3 +354,22 @@ def admin_confirmation(token: str) -> str:
 
 ADMIN_ALERTS_CURSOR = "system:admin:alerts:cursor"
 """Last ``system:alerts`` entry the Telegram admin transport has pushed to the admin chat."""
+
+RISK_APPROVALS_PARKED = "system:risk:approvals:parked"
+"""Hash: order ref → JSON of an approved high-risk entry parked by the risk gate until an admin decides."""
+
+RISK_APPROVAL_REQUESTS = "system:risk:approvals:requests"
+"""Stream of approval requests the risk gate publishes for parked entries; the admin actor turns each
+into a Telegram message with Approve/Reject buttons."""
+
+RISK_APPROVALS_CURSOR = "system:risk:approvals:cursor"
+"""Last ``system:admin:decisions`` entry the risk gate has acted on (released or denied a parked entry)."""
+
+ADMIN_APPROVAL_REQUESTS_CURSOR = "system:admin:approvals:requests_cursor"
+"""Last ``system:risk:approvals:requests`` entry the admin actor has put in front of the admin."""
+
+IBKR_ORDER_ID_FLOOR = "venue:ibkr:order_id_floor"
+"""Hash: IBKR API client id → the lowest order id it may still use (one above every id it ever sent).
+
+Written before each order is sent and only ever raised, so a restarted execution actor never reuses
+an order id even when TWS hands out a ``nextValidId`` below ids already used (error 103)."""

@@ -294,9 +294,19 @@ def test_bad_inputs_are_rejected_counted_and_the_feed_keeps_running(config: Quan
         assert all(math.isfinite(q.delta) for q in h.of(OptionQuote))
         assert all(q.bid > 0 and q.bid < q.ask for q in h.of(Quote))
         assert all(b.bids[0][0] < b.asks[0][0] for b in h.of(BookSnapshot))
+        # a price that is not a number at all: ib_async's decoder drops the message; it is counted
+        assert conn.stats["malformed_messages"] == 0
+        h.sim.corrupt_next("malformed_price", "SPY")
+        h.sim.step()
+        await until(lambda: conn.stats["malformed_messages"] == 1, what="the malformed tick counted")
+        assert "'abc'" in conn.last_malformed and "message 1" in conn.last_malformed
+        assert conn.health()["malformed_messages"] == 1 and conn.ready
         h.sim.step()  # clean data again: still flowing
         await until(lambda: feed.accepted["quote"] > accepted["quote"] + 0, what="recovery")
-        assert conn.ready
+        quotes = feed.accepted["quote"]
+        h.sim.step()
+        await until(lambda: feed.accepted["quote"] > quotes, what="quotes after the malformed tick")
+        assert conn.ready and conn.stats["malformed_messages"] == 1
         await conn.stop()
 
     run(config, body, symbols=("SPY",))

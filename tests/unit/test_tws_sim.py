@@ -530,3 +530,41 @@ def _wire(value: object) -> object:
     if isinstance(value, list):
         return ""
     return value
+
+
+def test_trailing_stop_triggers_when_the_market_falls_back(config: QuanticityConfig) -> None:
+    """No edit of the stop: the bid rises, the trail follows it up, the bid falls back through it."""
+
+    async def body(sim: TwsSimulator, ib: IB) -> None:
+        option = await qualified_option(ib, strike=591.0)
+        listing = sim.contracts.by_id(option.conId)
+        assert listing is not None and listing.option is not None
+        entry = ib.placeOrder(option, Order(action="BUY", totalQuantity=2, orderType="MKT", orderRef="long"))
+        await accepted(entry)
+        sim.advance(1)
+        await until(lambda: entry.orderStatus.status == "Filled", what="entry fill")
+        trail_amount = 0.05
+        trail = Order(action="SELL", totalQuantity=2, orderType="TRAIL", auxPrice=trail_amount, orderRef="trail")
+        trade = ib.placeOrder(option, trail)
+        await accepted(trade)
+        server_order = sim.engine.order(201, trail.orderId)
+        assert server_order is not None and server_order.request.trail_stop_price is None  # never edited
+        best_bid = 0.0
+        stop_before = None
+        for _ in range(1800):  # at most 30 simulated minutes of the seeded market
+            stop_before = server_order.trail_stop
+            sim.step()
+            if server_order.triggered:
+                break
+            best_bid = max(best_bid, sim.market.option_quote(listing.option).bid)
+            # the stop ratchets up with the best bid seen and never falls
+            assert server_order.trail_stop == pytest.approx(best_bid - trail_amount)
+        assert server_order.triggered, "the seeded market never fell back by the trail amount"
+        trigger_bid = sim.market.option_quote(listing.option).bid
+        assert stop_before is not None and trigger_bid <= stop_before  # the market crossed the stop
+        assert stop_before > best_bid - trail_amount - 1e-9 and best_bid > 0
+        await until(lambda: trade.orderStatus.status == "Filled", what="the trail's fill")
+        assert trade.orderStatus.avgFillPrice == pytest.approx(trigger_bid, abs=1e-4)
+        assert server_order.request.trail_stop_price is None and sim.positions() == {}
+
+    run(config, body)

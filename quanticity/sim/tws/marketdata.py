@@ -26,7 +26,9 @@ which writes to each subscriber what TWS would send for its subscriptions:
   capped at ``max_tick_by_tick`` (error 10190).
 
 Scripted bad data (:meth:`corrupt_next`) lets tests check that a connector rejects a crossed
-book, a NaN greek or a negative price instead of passing it on.
+book, a NaN greek or a negative price instead of passing it on — and, with a malformed price
+(the text ``"abc"`` where a number belongs), that a message the client library cannot even
+parse is counted rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class BadData(enum.StrEnum):
     CROSSED_BOOK = "crossed_book"
     NAN_GREEKS = "nan_greeks"
     NEGATIVE_PRICE = "negative_price"
+    MALFORMED_PRICE = "malformed_price"
+    """The bid tick's price field carries ``"abc"``: not a number at all (a broken feed or proxy)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -394,7 +398,10 @@ class MarketDataHub:
                 bid = round(ask + 0.05, 2)
             if BadData.NEGATIVE_PRICE in flaws:
                 bid = -abs(bid)
-            self._price(sub, Tick.BID, bid, quote.bid_size)
+            if BadData.MALFORMED_PRICE in flaws:
+                self._send(sub.session, [Out.TICK_PRICE, 6, sub.req_id, self._tick(sub, Tick.BID), "abc", 1, 0])
+            else:
+                self._price(sub, Tick.BID, bid, quote.bid_size)
             self._price(sub, Tick.ASK, ask, quote.ask_size)
         if sub.generic & {"104", "106"}:
             # the synthetic smile is flat at the money, so the ATM implied vol is the instantaneous vol

@@ -473,6 +473,8 @@ class OrderEngine:
             "TotalCashValue": round(self.cash, 2),
             "AvailableFunds": round(self.cash, 2),
             "BuyingPower": round(max(self.cash, 0.0), 2),
+            # long options carry no loan value and no maintenance margin: what is left is the cash
+            "ExcessLiquidity": round(self.cash, 2),
             "GrossPositionValue": round(abs(market_value), 2),
             "UnrealizedPnL": round(unrealized, 2),
             "RealizedPnL": round(realized, 2),

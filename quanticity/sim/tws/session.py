@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["ClientSession"]
 
 log = logging.getLogger("quanticity.sim.tws")
-ACCOUNT_SUMMARY_TAGS = ("NetLiquidation", "TotalCashValue", "AvailableFunds", "BuyingPower", "GrossPositionValue")
+ACCOUNT_SUMMARY_TAGS = (
+    "NetLiquidation",
+    "TotalCashValue",
+    "AvailableFunds",
+    "BuyingPower",
+    "ExcessLiquidity",
+    "GrossPositionValue",
+)
 
 
 class ClientSession:

@@ -26,7 +26,15 @@ Rules it keeps:
   one); :meth:`IbkrBroker.pnl` returns the last values with their arrival time. IB sends
   ``DBL_MAX`` (or NaN) for a value it does not have: such a value is *unknown* (None), never a
   number. P&L is informational — a refused or missing subscription is counted and logged but
-  never leaves the account unreconciled.
+  never leaves the account unreconciled;
+- account values (NetLiquidation, BuyingPower, AvailableFunds, ExcessLiquidity, TotalCashValue …)
+  are streamed with ``reqAccountUpdates(account)``, a third sync hook, so they are re-read after
+  every connect, reconnect and 1101; :meth:`IbkrBroker.account_values` returns the last numeric
+  value of each tag. Like P&L they are informational: an unanswered request is counted, never
+  blocks trading, and a value that is not a number is rejected (counted, logged with tag and value);
+- order ids: each order's id is allocated and persisted by the connection *before* it is sent,
+  and reconciliation raises the connection's floor above every order id TWS still reports (open
+  orders, executions), so neither a TWS that rolls ``nextValidId`` back nor a restart reuses one.
 
 Usage::
 
@@ -49,7 +57,7 @@ from typing import Any, TypedDict
 
 from ib_async import Fill as IbFill
 from ib_async import LimitOrder, Order, PnL, StopOrder, Trade
-from ib_async.objects import CommissionReport
+from ib_async.objects import AccountValue, CommissionReport
 
 from quanticity.clock import Clock
 from quanticity.execution.router import BrokerError
@@ -57,7 +65,7 @@ from quanticity.messages import BrokerOrder, Fill, OrderIntent, OrderStatus, Sid
 from quanticity.venues.ibkr.connection import IbkrConnection, SyncError
 from quanticity.venues.ibkr.contracts import from_ib_option, to_ib_option
 
-__all__ = ["IbkrBroker", "PnlSnapshot"]
+__all__ = ["ACCOUNT_TAGS", "IbkrBroker", "PnlSnapshot"]
 
 log = logging.getLogger("quanticity.venues.ibkr.broker")
 
@@ -66,6 +74,10 @@ PENDING_STATES = frozenset({"", "PendingSubmit", "ApiPending"})
 CANCELLED_STATES = frozenset({"Cancelled", "ApiCancelled"})
 UNSET_ABOVE = 1e300
 """IB marks a value it does not have with DBL_MAX (~1.8e308); anything this large is unset."""
+ACCOUNT_TAGS = ("NetLiquidation", "BuyingPower", "AvailableFunds", "ExcessLiquidity", "TotalCashValue")
+"""The account values every consumer (heartbeat, risk) relies on: a non-number here is bad input."""
+ACCOUNT_CURRENCIES = ("USD", "BASE")
+"""Currencies whose values are the account's (TWS repeats some tags per currency held)."""
 
 
 class PnlSnapshot(TypedDict):
@@ -119,13 +131,21 @@ class IbkrBroker:
         self._pnl: PnlSnapshot = {"daily": None, "unrealized": None, "realized": None, "updated_ns": None}
         self._pnl_account = ""
         self.last_pnl_error = ""
+        self._account_values: dict[str, float] = {}
+        self.account_updated_ns: int | None = None
+        """Clock time the last account value arrived (None = none yet): consumers judge staleness by it."""
+        self.last_account_error = ""
+        self._account = ""
+        self._from_usd: dict[str, bool] = {}
         connection.add_sync_hook("broker", self.reconcile)
         connection.add_sync_hook("pnl", self.subscribe_pnl)
+        connection.add_sync_hook("account", self.subscribe_account)
         self.ib.orderStatusEvent += self._on_trade
         self.ib.openOrderEvent += self._on_trade
         self.ib.commissionReportEvent += self._on_commission
         self.ib.positionEvent += self._on_position
         self.ib.pnlEvent += self._on_pnl
+        self.ib.accountValueEvent += self._on_account_value
         self.ib.errorEvent += self._on_error
 
     # --- router interface -----------------------------------------------------------------
@@ -143,10 +163,10 @@ class IbkrBroker:
             raise BrokerError(f"not reconciled with IBKR ({self.conn.state.value}); {intent.order_ref} not sent")
         order = self._ib_order(intent)
         try:
+            order.orderId = self.conn.next_order_id()  # reserved (and persisted) before it is sent
             trade = self.ib.placeOrder(to_ib_option(intent.contract), order)
         except ConnectionError as exc:
             raise BrokerError(f"{intent.order_ref} not sent: {exc}") from exc
-        self.conn.reserve_order_id(trade.order.orderId)
         tracked = _Tracked(
             intent.order_ref, intent, order_id=trade.order.orderId, quantity=intent.quantity, trade=trade
         )
@@ -260,6 +280,67 @@ class IbkrBroker:
         """The account's daily, unrealized and realized P&L as IB last streamed them (a copy)."""
         return self._pnl.copy()
 
+    def account_values(self) -> dict[str, float]:
+        """The account's numeric values by tag (NetLiquidation, BuyingPower, …) as TWS last sent them.
+
+        A tag missing from the answer is unknown (never sent, or sent unset) — never zero.
+        """
+        return dict(self._account_values)
+
+    # --- account values (sync hook) -------------------------------------------------------
+    async def subscribe_account(self, reason: str = "manual") -> bool:
+        """(Re-)request ``reqAccountUpdates`` and wait for its end; False (counted) when unanswered.
+
+        TWS streams changes afterwards (on every fill here, every few minutes at IBKR). After a
+        reconnect or 1101 the subscription is gone, so it is requested again on every sync.
+        """
+        account = self.config.account or next(iter(self.ib.managedAccounts()), "")
+        if not account:
+            self.stats["account_no_account"] += 1
+            log.warning("ibkr account values (%s): no account known; not subscribed", reason)
+            return False
+        self._account = account
+        timeout = self.config.request_timeout_s
+        try:
+            await asyncio.wait_for(self.ib.reqAccountUpdatesAsync(account), timeout)
+        except TimeoutError:
+            self.stats["account_unanswered"] += 1
+            self.last_account_error = f"reqAccountUpdates({account}) unanswered within {timeout} s"
+            log.warning("ibkr account values (%s): %s", reason, self.last_account_error)
+            return False
+        except ConnectionError as exc:
+            self.stats["account_unanswered"] += 1
+            self.last_account_error = f"reqAccountUpdates({account}) not sent: {exc}"
+            log.warning("ibkr account values (%s): %s", reason, self.last_account_error)
+            return False
+        self.stats["account_syncs"] += 1
+        return True
+
+    def _on_account_value(self, item: AccountValue) -> None:
+        if (self._account and item.account != self._account) or item.modelCode:
+            return
+        if item.currency not in ACCOUNT_CURRENCIES:
+            return
+        if item.tag in self._account_values and item.currency != "USD" and self._from_usd.get(item.tag):
+            return  # the USD line is the account's; a BASE repeat does not overwrite it
+        try:
+            number = float(item.value)
+        except ValueError:
+            if item.tag in ACCOUNT_TAGS:
+                self.stats["account_values_rejected"] += 1
+                self.last_account_error = f"account value {item.tag}: {item.value!r} is not a number"
+                log.error("ibkr %s", self.last_account_error)
+            return  # a text tag (AccountType, …) is not a figure
+        known = _known(number)
+        if known is None:
+            self.stats["account_values_unset"] += 1
+            self._account_values.pop(item.tag, None)
+        else:
+            self._account_values[item.tag] = known
+        self._from_usd[item.tag] = item.currency == "USD"
+        self.account_updated_ns = self.clock.now_ns()
+        self.stats["account_updates"] += 1
+
     # --- P&L (sync hook) ------------------------------------------------------------------
     async def subscribe_pnl(self, reason: str = "manual") -> bool:
         """(Re-)subscribe ``reqPnL`` for the account; False (counted) when it could not be sent.
@@ -327,14 +408,19 @@ class IbkrBroker:
             self._on_position(position)
         self._positions_known = True
         booked = sum(1 for fill in fills if self._book(fill, fill.commissionReport))
+        # every order id TWS still knows is used: keep the next one above them (a rolled-back
+        # nextValidId, or a restart of this process, must not hand one out again)
+        for fill in fills:
+            if fill.execution.orderId > 0:
+                self.conn.reserve_order_id(fill.execution.orderId)
         seen: set[str] = set()
         for trade in [*completed, *open_trades]:  # open last: a live state wins over a stale one
+            if trade.order.orderId > 0:
+                self.conn.reserve_order_id(trade.order.orderId)
             ref = trade.order.orderRef
             if not ref:
                 continue
             seen.add(ref)
-            if trade.order.orderId > 0:
-                self.conn.reserve_order_id(trade.order.orderId)
             tracked = self._orders.setdefault(ref, _Tracked(ref, None, quantity=trade.order.totalQuantity))
             self._update(tracked, trade)
         seen.update(f.order_ref for f in self._fill_log)

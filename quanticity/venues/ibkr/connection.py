@@ -14,8 +14,19 @@ or :meth:`IbkrConnection.probe` answer) is younger than ``stale_after_s`` on the
 
 Order ids: ``ib_async`` hands out ids from the ``nextValidId`` TWS sends at connect. A TWS that
 rolls that number back below ids already used would make the client reuse an id (error 103);
-the manager remembers the highest id this process used (:meth:`reserve_order_id`) and raises the
-client's counter above it after every connect.
+the manager keeps a floor above every id used (:meth:`next_order_id` allocates and reserves one
+before it is sent, :meth:`reserve_order_id` records ids reconciliation finds), applies it to the
+client at once and after every connect, and — given an :class:`~.order_ids.OrderIdFloorStore` —
+persists it before the order leaves, so a *restarted* process starts above it too.
+
+Malformed messages: ``ib_async``'s decoder logs and drops a TWS message it cannot parse (a price
+``"abc"``). The manager counts each one (``malformed_messages``) and keeps the last one's
+message id, field position and value in :attr:`IbkrConnection.last_malformed`, so bad input from
+TWS is visible in the stats instead of vanishing into a log line.
+
+Handshake failures: a TWS that closes the socket during the handshake (client id in use, 326;
+a daily restart refusing connections) would leave ``ib_async`` waiting the whole connect timeout;
+the manager notices the close and counts the attempt as failed at once, then backs off.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ import collections
 import contextlib
 import enum
 import logging
+import re
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +47,7 @@ from quanticity.clock import NS_PER_SECOND, Clock, LiveClock
 from quanticity.messages import TradingState
 from quanticity.venues.ibkr.backoff import Backoff
 from quanticity.venues.ibkr.config import IbkrConfig, Role
+from quanticity.venues.ibkr.order_ids import OrderIdFloorStore, OrderIdStoreError
 
 __all__ = ["IbkrConnection", "LinkState", "SyncError", "SyncHook"]
 
@@ -64,6 +78,29 @@ class SyncError(RuntimeError):
     """A sync hook could not complete (an unanswered request, a broken socket)."""
 
 
+_QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'\s*$""")
+"""The offending value at the end of a Python conversion error (``could not convert …: 'abc'``)."""
+
+
+class _DecoderErrors:
+    """Stands in for ``ib_async``'s decoder logger: each exception it logs is a TWS message dropped.
+
+    The decoder catches every parse error itself and only logs it; this proxy sees that log call
+    (with the exception still current), reports it to the connection and passes it on unchanged.
+    """
+
+    def __init__(self, logger: logging.Logger, on_error: Callable[[str], None]) -> None:
+        self._logger = logger
+        self._on_error = on_error
+
+    def exception(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._on_error(str(msg))
+        self._logger.exception(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
 class IbkrConnection:
     """One ``ib_async.IB`` session kept alive for one role."""
 
@@ -74,6 +111,7 @@ class IbkrConnection:
         clock: Clock | None = None,
         ib: IB | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        order_ids: OrderIdFloorStore | None = None,
     ) -> None:
         self.config = config
         self.role = role
@@ -93,6 +131,9 @@ class IbkrConnection:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._id_floor = 0
+        self._order_ids = order_ids
+        self.last_malformed = ""
+        self._decoding: list[str] | None = None
         self._connected_once = False
         self._last_data_ns: int | None = None
         self._last_message_ns: int | None = None
@@ -100,6 +141,7 @@ class IbkrConnection:
         self.ib.disconnectedEvent += self._on_disconnected
         self.ib.errorEvent += self._on_error
         self.ib.updateEvent += self._on_message
+        self._watch_decoder()
 
     # --- public API -----------------------------------------------------------------------
     def add_sync_hook(self, name: str, hook: SyncHook) -> None:
@@ -175,9 +217,85 @@ class IbkrConnection:
         self._last_message_ns = self.clock.now_ns()
         return True
 
+    @property
+    def order_id_floor(self) -> int:
+        """The lowest order id this connection may still use."""
+        return self._id_floor
+
+    def next_order_id(self) -> int:
+        """Allocate the id of an order about to be sent, reserved (and persisted) *before* it leaves.
+
+        Persisting first means a crash after the send can never lose the id. Raises
+        ConnectionError when not connected (nothing was allocated).
+        """
+        order_id = int(self.ib.client.getReqId())
+        self.reserve_order_id(order_id)
+        return order_id
+
     def reserve_order_id(self, order_id: int) -> None:
-        """Record an order id this process used, so no later connect can hand it out again."""
-        self._id_floor = max(self._id_floor, order_id + 1)
+        """Record an order id that was used (here or, as reconciliation found, by an earlier process).
+
+        The client's counter is raised at once when connected (not only at the next connect), and
+        the floor is written to the store so a restarted process keeps it. A store that cannot be
+        written is counted and logged; the in-memory floor still protects this process.
+        """
+        floor = int(order_id) + 1
+        if floor <= self._id_floor:
+            return
+        self._id_floor = floor
+        if self.ib.isConnected():
+            self.ib.client.updateReqId(floor)
+        if self._order_ids is not None:
+            try:
+                self._order_ids.save(floor)
+            except OrderIdStoreError as exc:
+                self.stats["order_id_floor_unsaved"] += 1
+                self.last_error = str(exc)
+                log.error("ibkr %s: order-id floor not persisted: %s", self.role, exc)
+
+    def _load_id_floor(self) -> None:
+        """Raise the floor to the stored one (a restarted process starts above its predecessor's ids)."""
+        if self._order_ids is None:
+            return
+        try:
+            stored = self._order_ids.load()
+        except OrderIdStoreError as exc:
+            self.stats["order_id_floor_unread"] += 1
+            self.last_error = str(exc)
+            log.error("ibkr %s: order-id floor not read: %s", self.role, exc)
+            return
+        self._id_floor = max(self._id_floor, stored)
+
+    # --- malformed messages ---------------------------------------------------------------
+    def _watch_decoder(self) -> None:
+        """Count what ``ib_async``'s decoder drops: remember each message while it is decoded."""
+        decoder = self.ib.client.decoder
+        interpret = decoder.interpret
+
+        def watched(fields: list[str]) -> None:
+            self._decoding = fields
+            try:
+                interpret(fields)
+            finally:
+                self._decoding = None
+
+        decoder.interpret = watched  # type: ignore[method-assign]
+        decoder.logger = _DecoderErrors(decoder.logger, self._on_malformed)  # type: ignore[assignment]
+
+    def _on_malformed(self, logged: str) -> None:
+        """One TWS message the decoder could not parse: count it and name the message, field and value."""
+        self.stats["malformed_messages"] += 1
+        error = sys.exc_info()[1]
+        fields = self._decoding or []
+        msg_id = fields[0] if fields else "?"
+        detail = f"{type(error).__name__}: {error}" if error is not None else logged
+        match = _QUOTED.search(str(error)) if error is not None else None
+        if match is not None and match.group(1) in fields[1:]:
+            position = fields.index(match.group(1), 1)
+            self.last_malformed = f"TWS message {msg_id}: field {position} = {match.group(1)!r} ({detail})"
+        else:
+            self.last_malformed = f"TWS message {msg_id}: {detail}"
+        log.error("ibkr %s: malformed message dropped: %s", self.role, self.last_malformed)
 
     def health(self) -> dict[str, Any]:
         """State, freshness and counters, for heartbeats and metrics."""
@@ -187,6 +305,9 @@ class IbkrConnection:
             "state": self.state.value,
             "healthy": self.healthy(),
             "data_age_s": self.data_age_s(),
+            "malformed_messages": self.stats["malformed_messages"],
+            "last_malformed": self.last_malformed,
+            "order_id_floor": self._id_floor,
             **{f"count_{k}": v for k, v in self.stats.items()},
         }
 
@@ -223,14 +344,7 @@ class IbkrConnection:
         self._set_state(LinkState.CONNECTING)
         self.stats["connect_attempts"] += 1
         try:
-            await self.ib.connectAsync(
-                self.config.host,
-                self.config.resolved_port,
-                clientId=self.client_id,
-                timeout=self.config.connect_timeout_s,
-                account=self.config.account,
-                fetchFields=StartupFetchNONE,  # the sync hooks fetch what they need, with their own timeouts
-            )
+            await self._handshake()
         except (TimeoutError, ConnectionError, OSError) as exc:
             self.last_error = repr(exc)
             self.stats["connect_failures"] += 1
@@ -240,10 +354,54 @@ class IbkrConnection:
             return False
         self.stats["connects"] += 1
         self._last_message_ns = self.clock.now_ns()
-        # never reuse an order id, whatever nextValidId this TWS sent
+        # never reuse an order id, whatever nextValidId this TWS sent (nor what a predecessor used)
+        self._load_id_floor()
         self.ib.client.updateReqId(self._id_floor)
         self.ib.reqMarketDataType(self.config.market_data_type)
         return True
+
+    async def _handshake(self) -> None:
+        """``IB.connectAsync``, abandoned as soon as TWS closes the socket instead of answering.
+
+        TWS closes at once on a client id in use (326) or while it restarts; ib_async would keep
+        waiting for the API to start until the connect timeout. Raises ConnectionError then.
+        """
+        closed: list[str] = []
+        peer_closed = asyncio.Event()
+
+        def on_close(message: str) -> None:
+            # ib_async reports a close after the version exchange as an API error; one before it
+            # (a TWS that accepts and drops at once, as during its restart) only as a socket event
+            closed.append(message or "socket closed by TWS before the API started")
+            peer_closed.set()
+
+        self.ib.client.apiError += on_close
+        self.ib.client.conn.disconnected += on_close
+        connect = asyncio.ensure_future(
+            self.ib.connectAsync(
+                self.config.host,
+                self.config.resolved_port,
+                clientId=self.client_id,
+                timeout=self.config.connect_timeout_s,
+                account=self.config.account,
+                fetchFields=StartupFetchNONE,  # the sync hooks fetch what they need, with their own timeouts
+            )
+        )
+        watch = asyncio.ensure_future(peer_closed.wait())
+        try:
+            await asyncio.wait({connect, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not connect.done():
+                connect.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError, TimeoutError, OSError):
+                    await connect
+                raise ConnectionError(f"TWS closed the connection during the handshake: {closed[0]}")
+            connect.result()
+        finally:
+            watch.cancel()
+            if not connect.done():  # this coroutine itself was cancelled (a stop): do not leave it behind
+                connect.cancel()
+            self.ib.client.apiError -= on_close
+            self.ib.client.conn.disconnected -= on_close
 
     async def _sync(self, reason: str) -> None:
         """Run every hook; READY when all succeed, UNRECONCILED (retried with backoff) otherwise."""
@@ -258,6 +416,12 @@ class IbkrConnection:
                 if self.ib.isConnected():
                     self._set_state(LinkState.UNRECONCILED)
                     self._spawn(self._retry_sync())
+                elif not self._stopping and self.state is LinkState.SYNCING:
+                    # the socket closed while we were CONNECTING → SYNCING (after the handshake, before
+                    # _on_disconnected would act on it): nobody else will reconnect, so we do
+                    self.stats["disconnects"] += 1
+                    self._set_state(LinkState.DISCONNECTED)
+                    self._spawn(self._reconnect())
                 return
         self._connected_once = True
         self.stats["syncs"] += 1
