@@ -4,8 +4,8 @@ One :class:`SourceEngine` per source YAML (``venue.sources``) and the UW socket 
 this actor's event loop, writing to Redis (SPEC §5). Where requests go:
 
 - ``tws``: the loopback twins of the venue host (``venue:ports``), with the twins' loopback token;
-  scheduling runs on the session's accelerated clock (market state, cadence and rate limits are in
-  simulated time, as the twins' rate limiters are);
+  scheduling runs on the hosted market's time (:func:`~actors.venue_link.fetch_clock`: market
+  state, cadence and rate limits are in simulated time, as the twins' rate limiters are);
 - ``live``: the real APIs (the YAMLs' base URLs) with the credentials from the environment, on
   the wall clock.
 
@@ -14,7 +14,10 @@ keeps them); ``add_symbol``/``remove_symbol`` change it while running: the ``sym
 endpoints gain or lose the symbol's jobs, the socket joins its channels, the bridge delivers its
 events.
 
-Request, 429, error and breaker counters of each source are in the heartbeat and :meth:`metrics`.
+Request, 429, error and breaker counters of each source are in :meth:`metrics` (nested, with the
+last error texts) and in the heartbeat, flattened to numbers with the reason in the name
+(``unusual_whales_errors_malformed_json``, ``alpha_vantage_throttled_note``,
+``uw_socket_bad_frames_bad_shape``), whence Prometheus' ``quanticity_actor_stat``.
 A source YAML edited while running is hot-reloaded by its engine.
 
 Alternative data: every accepted payload of an endpoint with ``alt_data: <kind>`` in its YAML goes
@@ -38,11 +41,12 @@ import ray
 import redis
 
 from actors.common import ActorShell, send_alt_data, strategy_name
+from actors.venue_link import fetch_clock
 from quanticity import keys
-from quanticity.clock import Clock, LiveClock
 from quanticity.config.models import QuanticityConfig
 from quanticity.feeds import SourceEngine, UwSocketClient, socket_channels, socket_client_for
 from quanticity.feeds.altdata import AltDataBridge
+from quanticity.feeds.metrics import flat_counters
 from quanticity.feeds.sources import EndpointSpec
 from quanticity.messages import AltDataEvent, Heartbeat
 from quanticity.session import RunSpec
@@ -93,7 +97,7 @@ class FetcherActor(ActorShell):
     async def _run(self) -> None:
         try:
             environ = await self._environment()
-            clock: Clock = LiveClock() if self.live else self.spec.clock()
+            clock = fetch_clock(self.live, self.redis, self.spec.sim_start_ns)
             universe = list(self.universe)
             session_day = None if self.live else date.fromisoformat(self.spec.session_date)
             self.bridge = AltDataBridge(self.redis, symbols=universe, not_before=session_day)
@@ -184,20 +188,23 @@ class FetcherActor(ActorShell):
         return out
 
     def stats(self) -> dict[str, float]:
+        """Every counter of the sources, the socket and the bridge, flattened to numbers (heartbeat → Prometheus).
+
+        Counters by reason or kind keep their label in the name (``alpha_vantage_errors_non_finite``,
+        ``alpha_vantage_throttled_note``, ``uw_socket_bad_frames_malformed_json``; see
+        :func:`~quanticity.feeds.metrics.flat_counters`): a heartbeat carries only numbers, and
+        a nested counter would never reach the operator.
+        """
         out: dict[str, float] = {"start_failures": self.start_failures}
         for engine in self.engines:
-            name = engine.config.source.name
-            for key, value in engine.metrics().items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    out[f"{name}_{key}"] = float(value)
+            out.update(flat_counters(engine.config.source.name, engine.metrics()))
         if self.socket is not None:
-            for key, value in self.socket.metrics().items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    out[f"uw_socket_{key}"] = float(value)
+            out.update(flat_counters("uw_socket", self.socket.metrics()))
         if self.bridge is not None:
             bridge = self.bridge.metrics()
             out["alt_delivered"] = float(bridge["delivered_total"])
             out["alt_rejected"] = float(bridge["rejected_total"])
+            out.update(flat_counters("alt", {"rejected": bridge["rejected"]}))
         return out
 
 

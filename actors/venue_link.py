@@ -14,10 +14,23 @@ import redis
 from quanticity import keys
 from quanticity.clock import Clock, LiveClock
 from quanticity.config.models import QuanticityConfig
+from quanticity.store.client import StoreClock
 from quanticity.venues.ibkr import IbkrConfig
 from quanticity.venues.profile import ibkr_config, live_ibkr_endpoint
 
 LOOPBACK = "127.0.0.1"
+
+
+def fetch_clock(live: bool, client: redis.Redis, start_ns: int) -> Clock:
+    """The time the UW/AV fetcher schedules and stamps with: the wall live, the market's in ``tws``.
+
+    In ``tws`` that is the hosted market's own time (``venue:tws:now``, which the twins also run
+    on), read at every call: the market opens only once the actors are up, so the planned session
+    clock would run minutes of simulated time ahead of it — UW data would then never look stale to
+    the overseer nor pair with the IBKR values it is compared with. Before the market's first step
+    it is the session start.
+    """
+    return LiveClock() if live else StoreClock(client, keys.VENUE_CLOCK, start_ns)
 
 
 async def resolve_ibkr(config: QuanticityConfig, client: redis.Redis, timeout_s: float = 120.0) -> IbkrConfig:

@@ -9,6 +9,13 @@ published to ``venue:tws:now`` for the IBKR feed. Ports go to ``venue:ports``; a
 binds the same ports again so the IBKR connections reconnect to the same address (the account
 the simulator held is gone then, as after a real TWS crash — the broker reconciles to what the
 new one reports). Not created in ``live``.
+
+Fault controls (tests and drills), forwarded to the hosted venues: TWS network drops,
+1100/1101/1102, the daily restart and one step of corrupt market data (:meth:`corrupt_next`);
+UW/AV REST faults (:meth:`inject_uw`, :meth:`inject_av`: 429, 500, malformed JSON, slow, NaN,
+AV Note/Information/Error Message, NaN greeks); raw frames, pushes and drops on the UW socket.
+The venue clients must count what they reject and keep going; ``faults_injected_*`` in the
+heartbeat says what was sent their way.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from datetime import date
 from typing import Any
 
@@ -25,13 +33,13 @@ import redis
 
 from actors.common import ActorShell
 from quanticity import keys
-from quanticity.clock import AcceleratedClock
+from quanticity.clock import AcceleratedClock, FollowClock
 from quanticity.config.models import QuanticityConfig
 from quanticity.messages import Heartbeat
 from quanticity.session import RunSpec
 from quanticity.sim.av_server import AvServer
 from quanticity.sim.market import SyntheticMarket
-from quanticity.sim.tws import TwsSimConfig, TwsSimulator
+from quanticity.sim.tws import BadData, TwsSimConfig, TwsSimulator
 from quanticity.sim.uw_server import UwServer
 from quanticity.venues.profile import LOOPBACK_TOKEN
 
@@ -73,9 +81,13 @@ class VenueHostActor(ActorShell):
                 fill_seed=spec.seed,
             ),
         )
-        session_clock = spec.clock()
-        self.uw = UwServer(LOOPBACK_TOKEN, seed=spec.seed, clock=session_clock, universe=list(symbols))
-        self.av = AvServer(LOOPBACK_TOKEN, seed=spec.seed, clock=session_clock)
+        # the twins live on the market's time (as the TWS simulator does), not on the planned session
+        # clock: the market opens only once the actors are up, and UW/AV data stamped ahead of it would
+        # never pair with IBKR's nor look stale; the fetcher reads the same time (keys.VENUE_CLOCK)
+        market_clock = FollowClock(lambda: market.now_ns)
+        # the UW twin quotes the simulated market's current spot and options, as a real second feed would
+        self.uw = UwServer(LOOPBACK_TOKEN, seed=spec.seed, clock=market_clock, universe=list(symbols), market=market)
+        self.av = AvServer(LOOPBACK_TOKEN, seed=spec.seed, clock=market_clock)
         self.ports: dict[str, int] = {}
         self._started = asyncio.Lock()
         self._pacer: asyncio.Task[None] | None = None
@@ -83,6 +95,7 @@ class VenueHostActor(ActorShell):
         self.catch_up_capped = 0
         self.opened_waiting_s = 0.0
         self.session_over = False
+        self.faults_injected: Counter[str] = Counter()
 
     async def _ensure_started(self) -> dict[str, int]:
         async with self._started:
@@ -208,6 +221,85 @@ class VenueHostActor(ActorShell):
         self.sim.connectivity_restored(data_lost)
         return True
 
+    async def daily_restart(self, refuse_for_s: float) -> bool:
+        """TWS's nightly restart: every session is dropped and connects are refused for ``refuse_for_s`` (wall)."""
+        if not refuse_for_s >= 0:
+            raise ValueError(f"refuse_for_s: {refuse_for_s!r} must be a number ≥ 0")
+        self.sim.daily_restart(refuse_for_s)
+        self.faults_injected["tws"] += 1
+        return True
+
+    async def resume_connections(self) -> bool:
+        """End a daily-restart window early."""
+        self.sim.resume_connections()
+        return True
+
+    async def corrupt_next(self, kind: str, symbol: str) -> bool:
+        """The simulator's next market step sends ``kind`` of bad data for ``symbol`` (and its options) once.
+
+        ``kind`` is one of :class:`~quanticity.sim.tws.marketdata.BadData` (``crossed_book``,
+        ``nan_greeks``, ``negative_price``); the IBKR feed must reject and count what arrives.
+        """
+        if symbol not in self.sim.market.symbols:
+            raise ValueError(f"symbol: {symbol!r} is not simulated (symbols: {self.sim.market.symbols})")
+        try:
+            bad = BadData(kind)
+        except ValueError as exc:
+            raise ValueError(f"kind: {kind!r} is not one of {[k.value for k in BadData]}") from exc
+        self.sim.corrupt_next(bad, symbol)
+        self.faults_injected["tws"] += 1
+        return True
+
+    async def inject_uw(
+        self, kind: str, count: int = 1, path: str | None = None, retry_after_s: int = 5, delay_s: float = 2.0
+    ) -> int:
+        """The next ``count`` UW REST requests (whose path contains ``path``) fail with ``kind``.
+
+        Kinds: ``429``, ``500``, ``malformed`` (a truncated JSON body), ``slow`` (``delay_s`` wall),
+        ``nan`` (a NaN in the first record). A bad kind raises ValueError naming it. Returns the
+        faults still queued.
+        """
+        self.uw.inject(kind, count, path, retry_after_s=retry_after_s, delay_s=delay_s)
+        self.faults_injected["uw"] += count
+        return self.uw.faults.pending()
+
+    async def inject_av(
+        self,
+        kind: str,
+        count: int = 1,
+        function: str | None = None,
+        delay_s: float = 2.0,
+        field: str | None = None,
+        value: str = "NaN",
+    ) -> int:
+        """The next ``count`` AV requests (of ``function``) fail with ``kind``; returns the faults still queued.
+
+        Kinds: ``429``, ``500``, ``malformed``, ``slow``, ``nan`` (a crossed quote), ``nan_greeks``
+        (``field`` of one contract says ``value``), ``note``, ``information``, ``error_message``.
+        """
+        self.av.inject(kind, count, function, delay_s=delay_s, field=field, value=value)
+        self.faults_injected["av"] += count
+        return self.av.faults.pending()
+
+    async def uw_send_raw(self, text: str) -> int:
+        """Send ``text`` as-is on every UW socket (a bad frame); returns the sockets reached."""
+        sent = await self.uw.send_raw(text)
+        self.faults_injected["uw_socket"] += 1
+        return sent
+
+    async def uw_push(self, channel: str | None = None) -> int:
+        """One well-formed message on ``channel`` (every joined channel when None); returns messages sent.
+
+        The hosted twin does not push on its own (the session's socket traffic is what tests send),
+        so a test proves the socket still delivers after a fault with this.
+        """
+        return await self.uw.push(channel)
+
+    async def drop_uw_websockets(self) -> int:
+        """Close every UW socket from the server side (the client reconnects and re-joins); returns how many."""
+        self.faults_injected["uw_socket"] += 1
+        return await self.uw.drop_websockets()
+
     # --- introspection --------------------------------------------------------------------
     async def market_data(self, symbol: str, client_id: int | None = None) -> dict[str, int]:
         """Whether the market simulates ``symbol`` and the lines one client (or all) holds on it and its options.
@@ -251,6 +343,9 @@ class VenueHostActor(ActorShell):
             "uw_requests": len(uw),
             "uw_429": sum(1 for e in uw if e.status == 429),
             "av_requests": len(av),
+            "uw_ws_connections": self.uw.ws_connections,
+            "uw_sockets": len(self.uw.sockets()),
+            **{f"faults_injected_{k}": float(self.faults_injected[k]) for k in ("tws", "uw", "uw_socket", "av")},
             "restored": float(self.restored),
             "market_open_wait_s": self.opened_waiting_s,
             **{f"tws_{k}": float(v) for k, v in self.sim.stats.items()},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 NS_PER_SECOND = 1_000_000_000
@@ -80,3 +81,18 @@ class AcceleratedClock(Clock):
     def wall_ns_for(self, sim_ns: int) -> int:
         """Wall time at which the simulated time ``sim_ns`` is reached (for pacing a feed)."""
         return self.wall_start_ns + int((sim_ns - self.sim_start_ns) / self.speed)
+
+
+class FollowClock(Clock):
+    """The time of something that keeps its own: a simulated market's ``now``, read on every call.
+
+    The loopback venues (the UW and AV twins beside the TWS simulator) stamp their data and pace
+    their rate limits with the market they serve, so every venue of a run — and every client
+    reading the market's published time — agrees on "now", however late the market opened.
+    """
+
+    def __init__(self, source: Callable[[], int]) -> None:
+        self._source = source
+
+    def now_ns(self) -> int:
+        return int(self._source())

@@ -6,9 +6,12 @@ due — cadence of the endpoint's tier × the schedule multiplier of the current
 orders them critical first then most overdue, and dispatches as many as the source's token
 bucket and each endpoint's circuit breaker allow. A response is validated as a whole
 (:mod:`quanticity.feeds.parse`); accepted data is written to Redis under the endpoint's key with
-its TTL, rejected data is counted and the last good value stays. A 429 (``Retry-After``
-honoured) or an Alpha Vantage throttle note pauses the whole source. Nothing that arrives from
-the network can raise out of the engine.
+its TTL, rejected data is counted and the last good value stays (a record a parser may drop on
+its own — an AV contract with a NaN greek — is counted by reason too, the rest of its response is
+kept). A time-stamped payload too far ahead of the clock, or (regular hours, per-minute series)
+too old, is rejected as ``future``/``stale`` when the YAML's ``source.freshness`` asks for it.
+A 429 (``Retry-After`` honoured) or an Alpha Vantage throttle note pauses the whole source.
+Nothing that arrives from the network can raise out of the engine.
 
 Usage (a feed actor wires it like this)::
 
@@ -50,6 +53,7 @@ import logging
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,9 +66,9 @@ from quanticity.clock import NS_PER_SECOND, Clock
 from quanticity.config.loader import ConfigError
 from quanticity.feeds.breaker import BreakerState, CircuitBreaker
 from quanticity.feeds.bucket import TokenBucket
-from quanticity.feeds.market_state import MarketStateResolver
+from quanticity.feeds.market_state import MarketState, MarketStateResolver
 from quanticity.feeds.metrics import SourceMetrics
-from quanticity.feeds.parse import PARSERS, Rejected, Throttled
+from quanticity.feeds.parse import AGE_CHECKED, PARSERS, Payload, Rejected, RejectReason, Throttled
 from quanticity.feeds.sink import write_payload
 from quanticity.feeds.sources import EndpointSpec, SourceConfig, load_source
 from quanticity.feeds.templating import build_request
@@ -81,6 +85,11 @@ def file_stamp(path: Path) -> Hashable:
     """Default change detector for hot reload: (mtime ns, size)."""
     stat = path.stat()
     return (stat.st_mtime_ns, stat.st_size)
+
+
+def _iso(ts_ns: int) -> str:
+    """A time stamp for an error message (UTC, seconds)."""
+    return datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=UTC).isoformat(timespec="seconds")
 
 
 def retry_after_seconds(value: str | None, now_ns: int) -> float | None:
@@ -417,6 +426,14 @@ class SourceEngine:
         except Rejected as reject:
             self._failed(job, reject.reason.value, reject.detail)
             return
+        problem = self._freshness_problem(job, config, payload)
+        if problem is not None:
+            self._failed(job, problem.reason.value, problem.detail)
+            return
+        for reject in payload.dropped:  # records left out of an accepted response: counted, by reason
+            self._metrics.records_dropped += 1
+            self._metrics.error(job.endpoint, reject.reason.value, reject.detail)
+            log.debug("%s %s: record dropped: %s", job.endpoint, job.symbol, reject)
         if self._jobs.get(job.key) is not job:  # removed or changed by a reload while in flight
             self._metrics.discarded_stale += 1
             return
@@ -452,6 +469,33 @@ class SourceEngine:
             except Exception as exc:  # a consumer's bug must not cost the fetch (the data is stored)
                 log.exception("%s: on_payload hook failed for %s", config.source.name, job.key)
                 self._metrics.error(job.endpoint, "hook", repr(exc))
+
+    def _freshness_problem(self, job: _Job, config: SourceConfig, payload: Payload) -> Rejected | None:
+        """Why a time-stamped payload is too far ahead or (in regular hours) too old, per ``source.freshness``."""
+        freshness = config.source.freshness
+        newest = payload.newest_ns
+        if newest is None:
+            return None
+        now = self._clock.now_ns()
+        ahead_s = (newest - now) / NS_PER_SECOND
+        if freshness.max_future_s is not None and ahead_s > freshness.max_future_s:
+            return Rejected(
+                RejectReason.FUTURE,
+                f"{payload.time_field} = {_iso(newest)}: {ahead_s:.0f} s ahead of now {_iso(now)} "
+                f"(max_future_s {freshness.max_future_s:g})",
+            )
+        if (
+            freshness.max_age_s is not None
+            and job.spec.parser in AGE_CHECKED
+            and -ahead_s > freshness.max_age_s
+            and self._resolver.at(now) is MarketState.RTH
+        ):
+            return Rejected(
+                RejectReason.STALE,
+                f"newest {payload.time_field} = {_iso(newest)}: {-ahead_s:.0f} s old at {_iso(now)} "
+                f"(max_age_s {freshness.max_age_s:g})",
+            )
+        return None
 
     def _requeue(self, job: _Job, breaker: CircuitBreaker | None) -> None:
         """Rate limited, not failed: fetch this job first once the source's pause is over."""

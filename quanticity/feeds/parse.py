@@ -19,11 +19,13 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
+from quanticity.calendar import ET
 from quanticity.feeds.schemas import (
     AV_BAR,
+    AV_GREEKS,
     AV_MACRO_POINT,
     AV_NEWS_ITEM,
     AV_OPTION,
@@ -48,6 +50,8 @@ class RejectReason(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     CROSSED = "crossed"
     AV_ERROR = "av_error"
+    STALE = "stale"  # the engine's freshness check: the newest record is older than ``max_age_s``
+    FUTURE = "future"  # the engine's freshness check: a record stamped beyond ``max_future_s`` ahead
 
 
 class Rejected(Exception):
@@ -70,10 +74,20 @@ class Throttled(Exception):
 
 @dataclass(frozen=True)
 class Payload:
-    """Typed records of one accepted response, plus scalar top-level metadata (e.g. AV ``Meta Data``)."""
+    """Typed records of one accepted response, plus scalar top-level metadata (e.g. AV ``Meta Data``).
+
+    ``dropped`` holds the records left out of an otherwise good response, each with the reason
+    naming field and value (only parsers that may drop single records fill it: an AV contract
+    with a NaN greek); the engine counts them.
+    """
 
     records: list[Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    dropped: list[Rejected] = field(default_factory=list)
+    time_field: str | None = None
+    """The record field that says when each record happened (parsers of :data:`TIME_FIELDS`)."""
+    newest_ns: int | None = None
+    """The latest ``time_field`` of the records, epoch ns (None: no time-stamped records)."""
 
 
 def _reject_constant(token: str) -> float:
@@ -188,6 +202,48 @@ def _short(raw: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# --- time stamps -----------------------------------------------------------------------------
+TIME_FIELDS: dict[str, str] = {
+    "uw.spot_exposures": "time",
+    "uw.net_prem_ticks": "tape_time",
+    "uw.flow_alerts": "created_at",
+    "uw.darkpool": "executed_at",
+    "uw.news_headlines": "created_at",
+    "av.time_series": "ts",
+}
+"""Parser → the record field stamping when the record happened; the engine's freshness checks read the newest."""
+AGE_CHECKED = frozenset({"uw.spot_exposures", "uw.net_prem_ticks", "av.time_series"})
+"""Parsers of series that gain a point every minute (or bar) while the market is open: during regular
+hours a newest point older than the source's ``max_age_s`` means the vendor served a stale snapshot.
+Event lists (flow alerts, dark-pool prints, news) are not: a quiet hour is not an error."""
+
+
+def timestamp_ns(where: str, raw: Any, local: tzinfo | None = None) -> int:
+    """Epoch ns of an ISO-8601 time stamp; a naive one is in ``local`` (a tzinfo), else UTC."""
+    if not isinstance(raw, str):
+        raise Rejected(RejectReason.BAD_VALUE, f"{where} = {_short(raw)}: expected an ISO-8601 timestamp")
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Rejected(RejectReason.BAD_VALUE, f"{where} = {raw!r}: not an ISO-8601 timestamp") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=local or UTC)
+    return int(moment.timestamp() * 1_000_000) * 1_000
+
+
+def _newest(name: str, records: list[Any], local: tzinfo | None = None) -> tuple[str | None, int | None]:
+    """``(time field, newest stamp ns)`` of a parser's records (``(None, None)`` for parsers without one)."""
+    time_field = TIME_FIELDS.get(name)
+    if time_field is None:
+        return None, None
+    stamps = [
+        timestamp_ns(f"{name} record {i}: {time_field}", rec[time_field], local)
+        for i, rec in enumerate(records)
+        if isinstance(rec, dict) and rec.get(time_field) is not None
+    ]
+    return time_field, max(stamps, default=None)
+
+
 # --- Unusual Whales --------------------------------------------------------------------------
 def _uw_data(body: bytes) -> tuple[list[Any], dict[str, Any]]:
     obj = decode_json(body)
@@ -205,7 +261,9 @@ def uw_parser(schema: RecordSchema) -> Callable[[bytes], Payload]:
 
     def parse(body: bytes) -> Payload:
         data, meta = _uw_data(body)
-        return Payload([parse_record(f"data[{i}]", rec, schema) for i, rec in enumerate(data)], meta)
+        records = [parse_record(f"data[{i}]", rec, schema) for i, rec in enumerate(data)]
+        time_field, newest = _newest(schema.name, records)
+        return Payload(records, meta, time_field=time_field, newest_ns=newest)
 
     return parse
 
@@ -236,17 +294,40 @@ def _av_object(body: bytes) -> dict[str, Any]:
     return obj
 
 
+_AV_QUOTE = RecordSchema(AV_OPTION.name + ".quote", {k: v for k, v in AV_OPTION.fields.items() if k not in AV_GREEKS})
+_AV_GREEKS = RecordSchema(AV_OPTION.name + ".greeks", {k: v for k, v in AV_OPTION.fields.items() if k in AV_GREEKS})
+
+
 def parse_av_realtime_options(body: bytes) -> Payload:
-    """``REALTIME_OPTIONS``: every contract typed; a crossed quote (bid > ask > 0) rejects the chain."""
+    """``REALTIME_OPTIONS``: every contract typed; a crossed quote (bid > ask > 0) rejects the chain.
+
+    Greeks are the vendor's model output per contract, and one contract's NaN/inf delta or a
+    delta outside [-1, 1] says nothing about the others' quotes: that contract is dropped (in
+    ``Payload.dropped`` with the field and value) and the rest of the chain is kept. Everything
+    else — the identity and quote fields, a crossed quote, the body's shape — is judged on the
+    whole chain, and a chain whose every contract was dropped is rejected (the last good one stays).
+    """
     obj = _av_object(body)
     data = obj.get("data")
     if not isinstance(data, list):
         raise Rejected(RejectReason.BAD_SHAPE, f"data = {_short(data)}: expected a list of contracts")
-    records = [parse_record(f"data[{i}]", rec, AV_OPTION) for i, rec in enumerate(data)]
-    for i, rec in enumerate(records):
-        if rec["ask"] > 0 and rec["bid"] > rec["ask"]:
-            raise Rejected(RejectReason.CROSSED, f"data[{i}] {rec['contractID']}: bid {rec['bid']} > ask {rec['ask']}")
-    return Payload(records, {k: v for k, v in obj.items() if k in ("endpoint", "message")})
+    records: list[dict[str, Any]] = []
+    dropped: list[Rejected] = []
+    for i, raw in enumerate(data):
+        quote = parse_record(f"data[{i}]", raw, _AV_QUOTE)
+        if quote["ask"] > 0 and quote["bid"] > quote["ask"]:
+            raise Rejected(
+                RejectReason.CROSSED, f"data[{i}] {quote['contractID']}: bid {quote['bid']} > ask {quote['ask']}"
+            )
+        try:
+            greeks = parse_record(f"data[{i}] {quote['contractID']}", raw, _AV_GREEKS)
+        except Rejected as reject:
+            dropped.append(reject)
+            continue
+        records.append({name: (greeks | quote)[name] for name in AV_OPTION.fields})
+    if dropped and not records:
+        raise dropped[0]
+    return Payload(records, {k: v for k, v in obj.items() if k in ("endpoint", "message")}, dropped)
 
 
 def _av_series(obj: dict[str, Any], prefix: str) -> tuple[str, dict[str, Any]]:
@@ -281,7 +362,8 @@ def parse_av_time_series(body: bytes) -> Payload:
                 "volume": bar["5. volume"],
             }
         )
-    return Payload(records, _av_meta(obj))
+    time_field, newest = _newest("av.time_series", records, ET)  # AV stamps bars in US/Eastern, naive
+    return Payload(records, _av_meta(obj), time_field=time_field, newest_ns=newest)
 
 
 def parse_av_indicator(body: bytes) -> Payload:

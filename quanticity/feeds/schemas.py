@@ -306,10 +306,15 @@ AV_OPTION = RecordSchema(
         **_fields("bid_size ask_size volume open_interest", Field(Wire.NUMSTR, Check.NON_NEGATIVE)),
         "date": DATE,
         "implied_volatility": Field(Wire.NUMSTR, Check.NON_NEGATIVE, required=True),
-        **_fields("delta gamma theta vega rho", Field(Wire.NUMSTR, required=True)),
+        "delta": Field(Wire.NUMSTR, Check.SIGNED_UNIT, required=True),
+        **_fields("gamma theta vega rho", Field(Wire.NUMSTR, required=True)),
     },
 )
-"""One contract of ``REALTIME_OPTIONS`` with ``require_greeks=true``."""
+"""One contract of ``REALTIME_OPTIONS`` with ``require_greeks=true`` (|delta| ≤ 1: it is a probability-like
+hedge ratio; a value outside is a vendor fault, not a market)."""
+
+AV_GREEKS = ("implied_volatility", "delta", "gamma", "theta", "vega", "rho")
+"""The model outputs of an AV contract: a bad one costs that contract, not the chain (see the parser)."""
 
 AV_BAR = RecordSchema(
     "av.time_series",

@@ -138,6 +138,21 @@ class WebSocketSpec(Strict):
         return value
 
 
+class FreshnessSpec(Strict):
+    """Time-stamp checks of time-stamped payloads (SPEC §5: stale data is bad input).
+
+    ``max_future_s``: a payload with a record stamped further ahead of the fetcher's clock than
+    this is rejected (``future``) — a vendor clock or time-zone fault, whose "latest" value would
+    win over the real latest. ``max_age_s``: during regular hours, a payload of a per-minute series
+    (:data:`~quanticity.feeds.parse.AGE_CHECKED`) whose newest point is older than this is
+    rejected (``stale``) — a cached snapshot served as fresh. Either off when omitted; the last
+    good payload stays in Redis either way.
+    """
+
+    max_age_s: PositiveFloat | None = None
+    max_future_s: PositiveFloat | None = None
+
+
 class SourceSpec(Strict):
     """The API itself: where it is, how to authenticate, how fast it may be called."""
 
@@ -152,6 +167,7 @@ class SourceSpec(Strict):
     timeout_s: PositiveFloat = 10.0
     max_in_flight: PositiveInt = 8
     websocket: WebSocketSpec | None = None
+    freshness: FreshnessSpec = FreshnessSpec()
 
 
 class EndpointSpec(Strict):

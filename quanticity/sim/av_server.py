@@ -14,8 +14,9 @@ burst on the twin's clock). Functions served:
   ``UNEMPLOYMENT``, ``NONFARM_PAYROLL``, ``RETAIL_SALES``, ``DURABLES``.
 
 Faults on command: :meth:`AvServer.inject` / ``POST /_sim/faults`` with kinds ``429``, ``500``,
-``malformed``, ``slow``, ``nan`` (a crossed quote / NaN value), ``note``, ``information``,
-``error_message``.
+``malformed``, ``slow``, ``nan`` (a crossed quote / NaN value), ``nan_greeks`` (one contract of
+an options chain with ``field`` — a greek, ``delta`` by default — saying ``value``: ``"NaN"``,
+``"inf"``, an out-of-range ``"1.7"`` …), ``note``, ``information``, ``error_message``.
 
 Standalone: ``python -m quanticity.sim.av_server --port 8702 --apikey dev-key``.
 """
@@ -71,6 +72,8 @@ MACRO: dict[str, tuple[str, str, str, float]] = {
     "DURABLES": ("Manufacturer New Orders: Durable Goods", "monthly", "millions of dollars", 285000.0),
 }
 INTERVALS = {"1min": 1, "5min": 5, "15min": 15, "30min": 30, "60min": 60}
+GREEKS = ("implied_volatility", "delta", "gamma", "theta", "vega", "rho")
+"""The greeks ``REALTIME_OPTIONS`` adds with ``require_greeks=true`` (what ``nan_greeks`` may spoil)."""
 
 
 class AvServer(LoopbackServer):
@@ -97,7 +100,17 @@ class AvServer(LoopbackServer):
         self.requests = RequestLog()
 
     def inject(self, kind: FaultKind | str, count: int = 1, function: str | None = None, **options: Any) -> None:
-        """Fail the next ``count`` requests (of ``function`` if given) with ``kind``."""
+        """Fail the next ``count`` requests (of ``function`` if given) with ``kind``.
+
+        ``nan_greeks`` spoils ``field`` (a greek, default ``delta``) of contract ``index`` 0 with
+        ``value`` (default ``"NaN"``); it only bites ``REALTIME_OPTIONS`` answers, so pass that
+        ``function`` unless every request is an options chain.
+        """
+        greek = options.get("field")
+        if greek is not None and greek not in GREEKS:
+            raise ValueError(f"field: {greek!r} is not one of {list(GREEKS)}")
+        if "value" in options and not isinstance(options["value"], str):
+            raise ValueError(f"value: {options['value']!r} must be a string (Alpha Vantage sends numbers as text)")
         self.faults.add(kind, count, f"function={function}" if function else None, **options)
 
     def build_app(self) -> web.Application:
@@ -136,6 +149,8 @@ class AvServer(LoopbackServer):
         body = self.respond(function, params, self.clock.now_ns())
         if fault is not None and fault.kind is FaultKind.NAN:
             body = _corrupt(body)
+        elif fault is not None and fault.kind is FaultKind.NAN_GREEKS:
+            body = _spoil_greek(body, fault.field or "delta", fault.value)
         return web.json_response(body)
 
     def respond(self, function: str, params: Mapping[str, str], now_ns: int) -> dict[str, Any]:
@@ -298,9 +313,9 @@ class AvServer(LoopbackServer):
     async def _control_faults(self, request: web.Request) -> web.Response:
         try:
             spec = await request.json()
-            self.inject(
-                spec["kind"], int(spec.get("count", 1)), spec.get("function"), delay_s=float(spec.get("delay_s", 2.0))
-            )
+            options: dict[str, Any] = {"delay_s": float(spec.get("delay_s", 2.0))}
+            options |= {k: spec[k] for k in ("field", "value") if k in spec}
+            self.inject(spec["kind"], int(spec.get("count", 1)), spec.get("function"), **options)
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"pending": self.faults.pending()})
@@ -327,6 +342,14 @@ def _corrupt(body: dict[str, Any]) -> dict[str, Any]:
             point[next(iter(point))] = "NaN"
             return body | {key: {**series, ts: point}}
     return body
+
+
+def _spoil_greek(body: dict[str, Any], greek: str, value: str) -> dict[str, Any]:
+    """``body`` with ``greek`` of its first options contract saying ``value`` (other bodies unchanged)."""
+    data = body.get("data")
+    if not (isinstance(data, list) and data and isinstance(data[0], dict) and greek in data[0]):
+        return body
+    return body | {"data": [{**data[0], greek: value}, *data[1:]]}
 
 
 async def _serve_forever(server: AvServer, host: str, port: int) -> None:

@@ -27,12 +27,13 @@ class FaultKind(enum.StrEnum):
     MALFORMED = "malformed"  # 200 with a body that is not JSON
     SLOW = "slow"  # answer only after ``delay_s`` (wall): client timeouts
     NAN = "nan"  # 200 with a NaN in the first record (UW) / a crossed quote (AV)
+    NAN_GREEKS = "nan_greeks"  # Alpha Vantage only: 200 with ``value`` ("NaN") as ``field`` (delta) of one contract
     AV_NOTE = "note"  # Alpha Vantage only: 200 with a throttle ``Note``
     AV_INFORMATION = "information"  # Alpha Vantage only: 200 with an ``Information`` message
     AV_ERROR = "error_message"  # Alpha Vantage only: 200 with an ``Error Message``
 
 
-AV_ONLY = frozenset({FaultKind.AV_NOTE, FaultKind.AV_INFORMATION, FaultKind.AV_ERROR})
+AV_ONLY = frozenset({FaultKind.AV_NOTE, FaultKind.AV_INFORMATION, FaultKind.AV_ERROR, FaultKind.NAN_GREEKS})
 """Fault kinds that only make sense for Alpha Vantage's in-band signalling."""
 
 
@@ -44,6 +45,10 @@ class Fault:
     path: str | None = None
     retry_after_s: int = 5
     delay_s: float = 2.0
+    field: str | None = None
+    """``nan_greeks``: the field to spoil (the twin's default when None)."""
+    value: str = "NaN"
+    """``nan_greeks``: what the field says instead (``"NaN"``, ``"inf"``, ``"1.7"`` …)."""
 
 
 class FaultQueue:
@@ -62,6 +67,8 @@ class FaultQueue:
         path: str | None = None,
         retry_after_s: int = 5,
         delay_s: float = 2.0,
+        field: str | None = None,
+        value: str = "NaN",
     ) -> None:
         """Fail the next ``count`` requests (matching ``path`` if given) with ``kind``."""
         try:
@@ -75,7 +82,7 @@ class FaultQueue:
         if retry_after_s < 0 or delay_s < 0:
             raise ValueError(f"retry_after_s: {retry_after_s}, delay_s: {delay_s} must not be negative")
         with self._lock:
-            self._queue.extend([Fault(fault_kind, path, retry_after_s, delay_s)] * count)
+            self._queue.extend([Fault(fault_kind, path, retry_after_s, delay_s, field, value)] * count)
 
     def take(self, path: str) -> Fault | None:
         """The first queued fault that matches ``path`` (removed), if any."""

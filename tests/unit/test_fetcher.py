@@ -31,6 +31,7 @@ from quanticity.feeds.market_state import MarketState, MarketStateResolver
 from quanticity.feeds.parse import PARSERS, Rejected, RejectReason, Throttled
 from quanticity.feeds.sources import load_source
 from quanticity.sim.av_server import AvServer
+from quanticity.sim.rest_twin import RequestLog
 from quanticity.sim.uw_server import UwServer
 
 pytestmark = pytest.mark.unit
@@ -237,6 +238,60 @@ def test_never_above_the_rate_limit_over_ten_simulated_minutes(tmp_path: Path, r
             metrics = engine.metrics()
             assert metrics["backlog"] > 0 and metrics["responses_429"] == 0
             assert metrics["requests"] == len(entries)
+
+    asyncio.run(scenario())
+
+
+def test_av_never_above_its_limit_over_ten_simulated_minutes(tmp_path: Path, redis_client: redis.Redis) -> None:
+    """The shipped AV YAML with every endpoint at the fastest cadence (≈ 900 req/min wanted for 590/min).
+
+    The twin enforces AV's premium limit (600/min, GCRA on the same clock) and answers a client
+    over it with a ``Note``: the fetcher must never see one, never send more than 600 in any 60 s
+    window, stay within its own 590/min budget in every window once its initial burst is spent
+    (the first window also holds that burst), and still use the budget.
+    """
+    clock = SimulatedClock(RTH)
+    shipped = yaml.safe_load((REPO / "config/sources/alpha_vantage.yaml").read_text())
+    shipped["source"]["schedule"]["rth"] = 0.25  # 30 s × 0.25: every job due every 7.5 s
+    for spec in shipped["endpoints"].values():
+        spec.update(tier=0, interval_s=30)
+    limits = shipped["source"]["rate_limit"]
+    rpm, burst = limits["requests_per_minute"], limits["burst"]
+    minute = 60 * NS_PER_SECOND
+
+    async def scenario() -> None:
+        server = AvServer(APIKEY, clock=clock)
+        await server.start()
+        engine = SourceEngine(
+            write_yaml(tmp_path / "alpha_vantage.yaml", shipped),
+            redis=redis_client,
+            clock=clock,
+            universe=UNIVERSE,
+            environ=ENV,
+            base_url=server.base_url,
+        )
+        try:
+            async with engine:
+                assert len(engine.jobs()) * 60 / 7.5 > 1.4 * rpm  # demand well over the budget
+                await run_for(engine, clock, 600, step_s=0.5)
+                metrics = engine.metrics()
+        finally:
+            await server.stop()
+        entries = server.requests.entries()
+        times = [e.ts_ns for e in entries]
+        assert metrics["throttled"] == {} and metrics["errors"] == {}  # the twin never said Note (nor anything bad)
+        assert metrics["requests"] == len(entries) and all(e.status == 200 for e in entries)
+        busiest = server.requests.max_in_window(60.0)
+        # the first window holds the starting burst (measured: 600), still within AV's own 600/min
+        assert busiest <= min(rpm + burst, server.limiter.requests_per_minute)
+        steady = RequestLog()  # once the burst is spent: within the configured 590 in every window
+        for e in entries:
+            if e.ts_ns >= RTH + minute:
+                steady.add(e.ts_ns, e.path, e.status)
+        assert steady.max_in_window(60.0) <= rpm
+        per_minute = Counter((t - RTH - 1) // minute for t in times)
+        assert all(per_minute[m] >= rpm - 10 for m in range(1, 10)), per_minute  # and it used the budget
+        assert metrics["backlog"] > 0
 
     asyncio.run(scenario())
 
