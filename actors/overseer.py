@@ -8,6 +8,10 @@ actor's ``set_state`` — a CRITICAL finding halts trading) and
 :class:`~quanticity.overseer.alerts.RedisAdminAlerts` (``system:alerts``, which the admin actor pushes
 to Telegram). The model budget lives in Redis, so a restarted overseer does not get a fresh budget.
 
+Two stream followers run beside the rounds, each on its own persisted cursor: post-fill explanations
+(``trades:fills``) and the advisory pre-trade review of complex entries (``signals:stream``,
+:mod:`quanticity.overseer.reviews`), which never holds an order back.
+
 At the end of the session (once per session date, remembered in Redis) it writes the daily
 summary — Claude's, or the template's — to ``system:alerts`` (level ``SUMMARY``) and appends it to
 ``<distribution.log_dir>/<ops.summary_file>``; ``report_now`` (the admin's ``/report now``) does the
@@ -27,7 +31,9 @@ import ray
 
 from actors.common import STALL_LIMIT_S, ActorShell, StreamFollower
 from actors.ops_control import RiskGateControl
+from actors.venue_link import fetch_clock
 from quanticity import keys
+from quanticity.clock import Clock
 from quanticity.config.models import QuanticityConfig
 from quanticity.messages import Fill, decode
 from quanticity.overseer.alerts import RedisAdminAlerts
@@ -38,7 +44,9 @@ from quanticity.overseer.explanations import explain_opening_fill
 from quanticity.overseer.model import ModelGateway, build_client
 from quanticity.overseer.narratives import ClosedTrade, Narrator
 from quanticity.overseer.reader import RedisSnapshotReader
+from quanticity.overseer.reviews import SignalReviewer
 from quanticity.overseer.service import Overseer
+from quanticity.overseer.sources import load_source_file, uw_source_path
 from quanticity.session import RunSpec
 
 CALL_TIMEOUT_S = 60.0
@@ -81,7 +89,16 @@ class OverseerActor(ActorShell):
         gateway = ModelGateway(
             cfg.model, client, Budget(cfg.model, RedisBudgetStore(self.redis), self.clock), self.counters
         )
-        reader = RedisSnapshotReader(self.redis, cfg, self.clock, self._symbols, self.counters)
+        venue = config.system.venue
+        # the UW keys come from the fetcher's own source YAML; without a fetcher nothing refreshes them
+        fetching = venue.kind != "sim" and venue.fetcher
+        uw_path = uw_source_path(venue.sources) if fetching or cfg.uw_without_fetcher else None
+        uw = load_source_file(uw_path) if uw_path is not None else None
+        # the clock the fetcher stamps with (actors/fetcher.py): the wall live, the hosted market's in tws
+        uw_clock: Clock | None = fetch_clock(venue.kind == "live", self.redis, spec.sim_start_ns) if fetching else None
+        reader = RedisSnapshotReader(
+            self.redis, cfg, self.clock, self._symbols, self.counters, uw=uw, uw_path=str(uw_path), uw_clock=uw_clock
+        )
         self.reader = reader
         alerts = RedisAdminAlerts(self.redis, self.clock)
         self.overseer = Overseer(cfg, reader, gateway, RiskGateControl(self.peers), alerts, self.clock, self.counters)
@@ -106,6 +123,29 @@ class OverseerActor(ActorShell):
             if cfg.explain_fills
             else None
         )
+        self.reviewer = SignalReviewer(cfg, self.narrator, alerts, self.counters)
+        self.review_follower = (
+            StreamFollower(
+                self.redis, keys.SIGNALS_STREAM, keys.OVERSEER_REVIEW_CURSOR, self._review, self.log, "overseer-review"
+            )
+            if cfg.review_enabled
+            else None
+        )
+
+    def _review(self, entry_id: str, fields: dict[str, str]) -> None:
+        """Advisory review of a complex entry signal (model, else the rule flags) to the admin alerts.
+
+        Runs on its own follower thread, beside the risk gate's consumer of the same stream: it
+        never holds an order back. A failure or timeout is counted and the signal passed over.
+        """
+        try:
+            now = self.clock.now_ns()
+            future = asyncio.run_coroutine_threadsafe(self.reviewer.on_entry(fields, now), self.loop)
+            future.result(CALL_TIMEOUT_S)
+        except Exception as exc:  # Redis trouble, a timeout: never stop following
+            self.errors += 1
+            self.counters.add("reviews.failed")
+            self.log.warning("signal not reviewed", extra={"entry": entry_id, "error": f"{type(exc).__name__}: {exc}"})
 
     def _explain(self, entry_id: str, fields: dict[str, str]) -> None:
         """Explain a position-opening fill for premium subscribers (model, else the template).
@@ -226,8 +266,9 @@ class OverseerActor(ActorShell):
 
     def stop(self) -> None:
         """Stop the rounds and the explanations."""
-        if self.explainer is not None:
-            self.explainer.stop()
+        for follower in (self.explainer, self.review_follower):
+            if follower is not None:
+                follower.stop()
         self.loop.call_soon_threadsafe(self._stop.set)
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
@@ -236,6 +277,8 @@ class OverseerActor(ActorShell):
             raise RuntimeError(f"overseer loop stalled for {stalled_s:.0f} s")
         if self.explainer is not None and self.explainer.stalled_for_s() > STALL_LIMIT_S:
             raise RuntimeError(f"explanation follower stalled for {self.explainer.stalled_for_s():.0f} s")
+        if self.review_follower is not None and self.review_follower.stalled_for_s() > STALL_LIMIT_S:
+            raise RuntimeError(f"review follower stalled for {self.review_follower.stalled_for_s():.0f} s")
         return super().ping()
 
     def stats(self) -> dict[str, float]:
@@ -253,6 +296,12 @@ class OverseerActor(ActorShell):
             "model_keyed": float(self.model_keyed),
             "explanations": sum(v for k, v in values.items() if k.startswith("explanations.") and "failed" not in k),
             "explanations_failed": values.get("explanations.failed", 0.0),
+            # UW-vs-IBKR pairs compared (price, and the ATM contracts' IV and spread) and the ones too far apart
+            "divergence_pairs": sum(v for k, v in values.items() if k.startswith("reader.pairs.")),
+            "divergence_unpaired": sum(v for k, v in values.items() if k.startswith("reader.unpaired.")),
+            "reviews": values.get("reviews", 0.0),
+            "reviews_red_flag": values.get("reviews.red_flag", 0.0),
+            "reviews_failed": values.get("reviews.failed", 0.0) + values.get("reviews.rejected", 0.0),
             # simulated seconds into the session when watching began: a source never seen is stale from here
             "watching_since_s": (self.reader.started_ns - self.spec.sim_start_ns) / 1e9,
         }

@@ -145,4 +145,8 @@ def load_config(
             f"{directory / 'system.yaml'}: universe lists {missing} but "
             f"{directory / 'market.yaml'}: underlyings has no entry for them"
         )
+    if config.ops.overseer_enabled:
+        from quanticity.overseer.sources import check_cadence  # noqa: PLC0415 - it imports this module
+
+        check_cadence(config.ops.overseer, config.system.venue.sources)  # thresholds vs the UW fetch cadence
     return config

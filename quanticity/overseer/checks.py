@@ -46,7 +46,7 @@ def staleness_finding(source: str, subject: str, age_s: float, rule: StalenessRu
 
 def divergence_finding(sample: DivergenceSample, rule: DivergenceRule) -> Finding | None:
     """A finding when UW and IBKR disagree by at least the rule's ratio; non-finite inputs are skipped."""
-    if not (math.isfinite(sample.uw) and math.isfinite(sample.ibkr)):
+    if not rule.enabled or not (math.isfinite(sample.uw) and math.isfinite(sample.ibkr)):
         return None
     reference = max(abs(sample.ibkr), rule.abs_floor)
     if reference == 0.0:

@@ -50,6 +50,7 @@ class DivergenceRule(_Frozen):
     warn_ratio: PositiveFloat
     critical_ratio: PositiveFloat | None = None
     abs_floor: NonNegativeFloat = 0.0
+    enabled: bool = True
 
     @model_validator(mode="after")
     def _ordered(self) -> DivergenceRule:
@@ -95,7 +96,9 @@ def _default_divergence() -> dict[str, DivergenceRule]:
     return {
         "price": DivergenceRule(warn_ratio=0.02, critical_ratio=0.05),
         "greeks": DivergenceRule(warn_ratio=0.10, critical_ratio=0.30, abs_floor=0.01),
-        "spread": DivergenceRule(warn_ratio=0.15, abs_floor=0.01),
+        # relative spreads (of mid): judged against at least 10 % of mid, because for the tight, tick-quantised
+        # ATM quotes one tick (or a 0DTE quote's drift within the pairing window) is already a 15-30 % change
+        "spread": DivergenceRule(warn_ratio=0.15, abs_floor=0.10),
     }
 
 
@@ -125,8 +128,25 @@ class OverseerConfig(_Frozen):
     divergence: dict[str, DivergenceRule] = Field(default_factory=_default_divergence)
     slippage: SpikeRule = SpikeRule(warn_floor=50.0, multiple=3.0, critical_at=300.0)  # bps vs the limit
     latency: SpikeRule = SpikeRule(warn_floor=250.0, multiple=5.0, critical_at=2000.0)  # actor p99, ms
+    #: divergence pairs: the UW and the IBKR value are compared only when their own times are at most
+    #: this far apart (a minute of index drift is far below 2 %), and the IBKR value is at most
+    #: ``pair_max_age_s`` old at the round (an older one is a staleness matter, not a divergence)
+    #: watch the UW keys even where no fetcher runs (``venue.kind: sim``): a drill of the staleness path
+    #: (nothing refreshes them there); off by default, so a sim session is not warned about a feed it lacks
+    uw_without_fetcher: bool = False
+    pair_tolerance_s: PositiveFloat = 60.0
+    pair_max_age_s: PositiveFloat = 120.0
     model: ModelConfig = ModelConfig()
-    #: strategies whose entries get the advisory pre-trade review (multi-trigger, longer-dated setups)
+    #: advisory pre-trade review of complex entries (``signals:stream``), written to ``system:alerts``
+    review_enabled: bool = True
+    #: alert level of a review without red flags, and of one with (WARNING is pushed to the admin chat by
+    #: default; add REVIEW to ``admin.push_levels`` to be sent the clean reviews too)
+    review_level: Annotated[str, Field(pattern=r"^[A-Z]+$")] = "REVIEW"
+    review_red_flag_level: Annotated[str, Field(pattern=r"^[A-Z]+$")] = "WARNING"
+    #: a signal older than this (simulated s) when the overseer reaches it is not reviewed: its order is decided
+    review_max_age_s: PositiveFloat = 300.0
+    #: the "complex" strategies whose entries get the advisory pre-trade review: multi-trigger, longer-dated
+    #: or overnight setups (the 0DTE gamma rule is one trigger, fast, and reviewed by the risk gate alone)
     review_strategies: tuple[str, ...] = (
         "one_dte_overnight",
         "moc_imbalance",

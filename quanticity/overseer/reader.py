@@ -1,29 +1,54 @@
 """Builds the overseer's snapshot from Redis: where every number of SPEC §12 is read from.
 
-Mapping (keys are built by :mod:`quanticity.keys`; ``{S}`` is each watched symbol):
+UW keys are never written by hand here: they come from the ``redis_key`` of the endpoints of the
+fetcher's source YAML (``config/sources/unusual_whales.yaml``, see :mod:`quanticity.overseer.sources`),
+whose payloads :func:`quanticity.feeds.sink.write_payload` stores as ``{…, "fetched_at" (ns), "data":
+[records]}``. Without a UW source (``venue.kind: sim``, or no fetcher) the UW rows below are skipped:
+nothing in the topology would refresh them. ``{S}`` is a symbol.
 
-============================  ======================================================================
-staleness ``uw_spot_gex``     ``raw:uw:spot_exposures:{S}``  — JSON payload of the UW fetcher
-staleness ``uw_flow_alerts``  ``raw:uw:flow_alerts:{S}``     — JSON payload of the UW fetcher
-staleness ``uw_chains``       ``raw:uw:chains:{S}``          — JSON payload of the UW fetcher
-                              (the ``redis_key`` templates of ``config/sources/unusual_whales.yaml``,
-                              written by :mod:`quanticity.feeds.sink`; ``fetched_at`` is in ns)
-staleness ``ibkr_heartbeat``  ``raw:ibkr:depth:hb:{S}``      — integer ns; the freshest symbol counts
-                              (depth rotates over 3 symbols at a time, so this is feed-wide: ``*``)
-divergence ``price``          ``raw:uw:stock_state:{S}`` (``close``/``price``/``last``) vs the mid of
-                              ``raw:ibkr:quote:last:{S}``, both younger than ``pair_max_age_s``
-divergence by metric name     ``analytics:{S}:divergence``: ``{metric: {ours, theirs, …}}`` written by
-                              the analytics actor when UW supplies a value it also computes from IBKR
-                              data (``theirs`` = UW, ``ours`` = IBKR); ``*spread*`` → spread,
-                              price-like names → price, anything else (greeks, GEX, DEX, IV) → greeks
-slippage                      the last fills of ``trades:fills`` against the limit their order
-                              worked at (``orders:{ref}`` ``limit`` after a chase, else the
-                              intent's), in bps, positive = worse than the limit; limit orders
-                              only (a triggered stop fills at market: gap risk). A chase is the
-                              router's pricing decision, bounded by the entry policy, so it is
-                              not the venue filling badly
-latency                       ``p99`` (ms) of every ``heartbeat:*``, against its own history
-============================  ======================================================================
+===========================  =======================================================================
+staleness ``uw_spot_gex``    endpoint ``spot_exposures`` (``raw:uw:spot_exposures:{S}``), each symbol
+                             the endpoint is fetched for; age from ``fetched_at``
+staleness ``uw_flow_alerts`` endpoint ``flow_alerts`` (``raw:uw:flow_alerts``): market-wide, one key,
+                             subject ``*`` (the per-ticker ``stock_flow_alerts`` skip the indices)
+staleness ``uw_chains``      endpoint ``option_chains`` (``raw:uw:chains:{S}``), each symbol fetched
+staleness ``ibkr_heartbeat`` ``raw:ibkr:depth:hb:{S}`` — integer ns; the freshest symbol counts
+                             (depth rotates over 3 symbols at a time, so this is feed-wide: ``*``)
+divergence ``price``         UW: the newest row of ``spot_exposures`` — its ``price`` at its ``time``.
+                             IBKR: the mid of ``raw:ibkr:quote:last:{S}`` at its ``ts_event``.
+                             Sample ``{S}``: UW price vs IBKR mid
+divergence ``greeks``        UW: ``option_contracts`` — ``implied_volatility`` of a contract, at the
+                             payload's ``fetched_at``. IBKR: ``analytics:{S}:features`` — the ATM call
+                             and put (:class:`~quanticity.messages.OptionQuote`, IBKR's model greeks)
+                             at the snapshot's ``computed_at``. Sample ``{S} {OCC} iv`` per contract
+                             found on both sides (matched by OCC symbol; root ``{S}`` or ``{S}W``)
+divergence ``spread``        the same two contracts' relative spread (ask − bid) / mid: UW
+                             ``nbbo_bid``/``nbbo_ask`` vs IBKR bid/ask. Sample ``{S} {OCC} spread``
+divergence by metric name    ``analytics:{S}:divergence``: ``{metric: {ours, theirs, …}}`` when a
+                             caller hands the analytics actor a UW value (``on_external``)
+slippage                     the last fills of ``trades:fills`` against the limit their order
+                             worked at (``orders:{ref}`` ``limit`` after a chase, else the
+                             intent's), in bps, positive = worse than the limit; limit orders
+                             only (a triggered stop fills at market: gap risk). A chase is the
+                             router's pricing decision, bounded by the entry policy, so it is
+                             not the venue filling badly
+latency                      ``p99`` (ms) of every ``heartbeat:*``, against its own history
+===========================  =======================================================================
+
+Divergence freshness: a pair is compared only when the UW time and the IBKR time are at most
+``pair_tolerance_s`` apart (default 60 s: a minute of drift is far below the 2 % price rule, and
+the UW endpoints are fetched every 30–120 s) and the IBKR value is at most ``pair_max_age_s`` old
+at the round; otherwise the pair is skipped this round — an old value is a staleness matter.
+
+UW times are on the fetcher's clock (``uw_clock``), which need not be exactly the overseer's
+(``system:clock``, the market time the IBKR feed publishes once per flush). In a ``tws`` run the
+fetcher and the UW twin both run on the hosted market's own time (``venue:tws:now``,
+:func:`actors.venue_link.fetch_clock`), which ``system:clock`` follows a flush behind; live, both
+are the wall. To stay right whatever small lead remains, a UW payload's age is measured on the
+fetcher's own clock (its ``now`` − ``fetched_at``), and a UW time is put on the overseer's clock,
+for pairing, by subtracting the current lead (fetcher ``now`` − overseer ``now``). A stamp more
+than ``MAX_UW_AHEAD_S`` ahead of the fetcher's clock is rejected (``uw_future``): it would
+otherwise look fresh for ever.
 
 A JSON payload's time is its ``fetched_at`` (else ``computed_at``, ``ts``, ``ts_event``) in
 ns, µs, ms or s since the epoch, or ISO-8601. A key that is absent, or a payload without a
@@ -47,47 +72,86 @@ import redis
 
 from quanticity import keys
 from quanticity.clock import NS_PER_SECOND, Clock
-from quanticity.messages import Fill, OrderIntent, Quote, Side, decode
+from quanticity.config.loader import ConfigError
+from quanticity.feeds.sources import EndpointSpec, SourceFile
+from quanticity.messages import FeatureSnapshot, Fill, OptionContract, OptionQuote, OrderIntent, Quote, Side, decode
 from quanticity.observability.metrics import read_heartbeats
 from quanticity.overseer.config import OverseerConfig
 from quanticity.overseer.counters import Counters
 from quanticity.overseer.snapshot import DivergenceSample, OverseerInput, Series, SourceAge
+from quanticity.overseer.sources import CONTRACTS_ENDPOINT, PRICE_ENDPOINT, STALENESS_ENDPOINTS, cadence_problems
 
 TIMESTAMP_FIELDS = ("fetched_at", "computed_at", "ts", "ts_event")
-PRICE_FIELDS = ("close", "price", "last")
 PRICE_METRICS = frozenset({"price", "spot", "last", "mid", "close", "underlying_price"})
 FEED_WIDE = "*"
+MAX_UW_AHEAD_S = 60.0
+"""The furthest a UW stamp may be ahead of the fetcher's clock (request and clock-read jitter) and still be used."""
 
 
 @dataclass(frozen=True)
 class SourceMap:
-    """How one staleness source is read: its key per symbol, payload kind, feed-wide or per symbol."""
+    """How one staleness source is read: its key per symbol, payload kind, and which subjects it has.
+
+    ``subjects(watched)`` are the symbols whose key is read (None for a market-wide key);
+    ``feed_wide`` sources report one subject ``*``: the freshest of their keys.
+    """
 
     source: str
-    key: Callable[[str], str]
+    key: Callable[[str | None], str]
     kind: Literal["json", "scalar"]
+    subjects: Callable[[list[str]], list[str | None]]
     feed_wide: bool = False
 
 
-#: the fetcher's ``redis_key`` templates (``config/sources/unusual_whales.yaml``) the staleness checks read
-UW_KEY_TEMPLATES: dict[str, str] = {
-    "uw_spot_gex": "raw:uw:spot_exposures:{ticker}",
-    "uw_flow_alerts": "raw:uw:flow_alerts:{ticker}",
-    "uw_chains": "raw:uw:chains:{ticker}",
-}
+def _every_symbol(symbols: list[str]) -> list[str | None]:
+    return list(symbols)
 
 
-def _uw_key(source: str) -> Callable[[str], str]:
-    template = UW_KEY_TEMPLATES[source]
-    return lambda symbol: keys.raw_source(template, symbol)
+def _ibkr_heartbeat_key(symbol: str | None) -> str:
+    if symbol is None:
+        raise ValueError("ibkr_heartbeat: the depth heartbeat is per symbol")
+    return keys.raw_depth_heartbeat(symbol)
 
 
-DEFAULT_SOURCES: tuple[SourceMap, ...] = (
-    SourceMap("uw_spot_gex", _uw_key("uw_spot_gex"), "json"),
-    SourceMap("uw_flow_alerts", _uw_key("uw_flow_alerts"), "json"),
-    SourceMap("uw_chains", _uw_key("uw_chains"), "json"),
-    SourceMap("ibkr_heartbeat", keys.raw_depth_heartbeat, "scalar", feed_wide=True),
-)
+IBKR_HEARTBEAT = SourceMap("ibkr_heartbeat", _ibkr_heartbeat_key, "scalar", _every_symbol, feed_wide=True)
+
+
+def uw_source_map(rule: str, endpoint: EndpointSpec) -> SourceMap:
+    """The staleness source ``rule`` read from ``endpoint``'s own ``redis_key`` and symbols (module doc)."""
+    template = endpoint.redis_key
+    market_wide = "{ticker}" not in template
+    return SourceMap(
+        rule,
+        lambda symbol: keys.raw_source(template, symbol),
+        "json",
+        (lambda _: [None]) if market_wide else endpoint.symbols_for,
+        feed_wide=market_wide,
+    )
+
+
+def staleness_sources(uw: SourceFile | None) -> tuple[SourceMap, ...]:
+    """The IBKR heartbeat plus, with a UW source, every enabled endpoint a UW staleness rule watches."""
+    found = [IBKR_HEARTBEAT]
+    if uw is not None:
+        for rule, name in STALENESS_ENDPOINTS.items():
+            endpoint = uw.endpoints.get(name)
+            if endpoint is not None and endpoint.enabled:
+                found.append(uw_source_map(rule, endpoint))
+    return tuple(found)
+
+
+def occ_symbols(contract: OptionContract) -> tuple[str, ...]:
+    """The OCC symbols ``contract`` may carry at UW: root = the underlying, or its weekly root (SPXW)."""
+    tail = f"{contract.expiry[2:4]}{contract.expiry[5:7]}{contract.expiry[8:10]}{contract.right.value[:1]}"
+    strike = f"{round(contract.strike * 1000):08d}"
+    return tuple(f"{root}{tail}{strike}" for root in (contract.underlying, f"{contract.underlying}W"))
+
+
+def relative_spread(bid: float, ask: float) -> float | None:
+    """(ask − bid) / mid of a two-sided market, else None (no bid, crossed, or not finite)."""
+    if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask < bid:
+        return None
+    return (ask - bid) / ((ask + bid) / 2)
 
 
 def to_ns(value: Any) -> int | None:
@@ -137,6 +201,11 @@ def classify_metric(metric: str) -> str:
     return "greeks"
 
 
+def _enabled(uw: SourceFile | None, name: str) -> EndpointSpec | None:
+    endpoint = uw.endpoints.get(name) if uw is not None else None
+    return endpoint if endpoint is not None and endpoint.enabled else None
+
+
 def _number(value: Any) -> float | None:
     try:
         number = float(value)
@@ -146,7 +215,12 @@ def _number(value: Any) -> float | None:
 
 
 class RedisSnapshotReader:
-    """The production :class:`~quanticity.overseer.service.SnapshotSource`."""
+    """The production :class:`~quanticity.overseer.service.SnapshotSource`.
+
+    ``uw`` is the fetcher's UW source file (None without a fetcher: the UW rows are skipped) and
+    ``uw_clock`` the clock the fetcher stamps with (default: ``clock``); a staleness threshold that
+    cannot hold against its endpoint's cadence is a :class:`ConfigError`.
+    """
 
     def __init__(
         self,
@@ -155,22 +229,38 @@ class RedisSnapshotReader:
         clock: Clock,
         symbols: Callable[[], Sequence[str]],
         counters: Counters | None = None,
-        sources: Sequence[SourceMap] = DEFAULT_SOURCES,
-        pair_max_age_s: float = 60.0,
+        uw: SourceFile | None = None,
         fills_to_scan: int = 250,
+        uw_path: str = "the UW source file",
+        uw_clock: Clock | None = None,
     ) -> None:
+        if uw is not None:
+            problems = cadence_problems(config, uw, uw_path)
+            if problems:
+                raise ConfigError("invalid overseer configuration:\n" + "\n".join(problems))
         self._client = client
         self._config = config
         self._clock = clock
         self._symbols = symbols
         self.counters = counters or Counters()
-        self._sources = tuple(sources)
-        self._pair_max_age_ns = int(pair_max_age_s * NS_PER_SECOND)
+        self._sources = staleness_sources(uw)
+        self._price_endpoint = _enabled(uw, PRICE_ENDPOINT)
+        self._contracts_endpoint = _enabled(uw, CONTRACTS_ENDPOINT)
+        self._pair_tolerance_ns = int(config.pair_tolerance_s * NS_PER_SECOND)
+        self._pair_max_age_ns = int(config.pair_max_age_s * NS_PER_SECOND)
         self._fills_to_scan = fills_to_scan
         self.started_ns = clock.now_ns()
+        self._uw_clock = uw_clock or clock
+        self.uw_lead_ns = 0  # how far the fetcher's clock runs ahead of ours, measured at each read (module doc)
+        self._uw_now = self.started_ns
         self._last_seen: dict[tuple[str, str], int] = {}
         self._latency_history: dict[str, deque[float]] = {}
         self._limits: dict[str, tuple[float, Side] | None] = {}
+
+    @property
+    def sources(self) -> tuple[SourceMap, ...]:
+        """The staleness sources this reader watches."""
+        return self._sources
 
     async def read(self) -> OverseerInput:
         """The snapshot, read off the event loop (the Redis client is blocking)."""
@@ -179,6 +269,8 @@ class RedisSnapshotReader:
     def read_now(self) -> OverseerInput:
         """The snapshot, read synchronously."""
         now = self._clock.now_ns()
+        self._uw_now = self._uw_clock.now_ns()
+        self.uw_lead_ns = self._uw_now - now
         symbols = list(self._symbols())
         return OverseerInput(
             now_ns=now,
@@ -204,7 +296,19 @@ class RedisSnapshotReader:
             self._reject(what)
             return None
 
-    def _stamp(self, mapping: SourceMap, symbol: str) -> int | None:
+    def _uw_ahead(self, stamp: int, what: str) -> bool:
+        """True (counted) for a UW stamp too far ahead of the fetcher's own clock to be a real fetch time."""
+        if stamp - self._uw_now > MAX_UW_AHEAD_S * NS_PER_SECOND:
+            self._reject("uw_future")
+            self._reject(what)
+            return True
+        return False
+
+    def _uw_time(self, stamp: int, what: str) -> int | None:
+        """A UW stamp on the overseer's clock: less the fetcher's current lead (module doc)."""
+        return None if self._uw_ahead(stamp, what) else stamp - self.uw_lead_ns
+
+    def _stamp(self, mapping: SourceMap, symbol: str | None) -> int | None:
         if mapping.kind == "scalar":
             raw = self._client.get(mapping.key(symbol))
             if raw is None:
@@ -217,7 +321,10 @@ class RedisSnapshotReader:
             stamp = payload_time(payload)
         if stamp is None:
             self._reject(mapping.source)
-        return stamp
+            return None
+        if mapping.source.startswith("uw_") and self._uw_ahead(stamp, mapping.source):
+            return None
+        return stamp  # on the source's own clock: UW ages are converted when reported (_sources_ages)
 
     def _sources_ages(self, symbols: list[str]) -> list[SourceAge]:
         ages = []
@@ -225,16 +332,28 @@ class RedisSnapshotReader:
             rule = self._config.staleness.get(mapping.source)
             if rule is None or not rule.enabled:
                 continue
-            stamps = {symbol: self._stamp(mapping, symbol) for symbol in symbols}
+            subjects = mapping.subjects(symbols)
+            stamps: dict[str | None, int | None] = {s: self._stamp(mapping, s) for s in subjects}
             if mapping.feed_wide:
                 seen = [s for s in stamps.values() if s is not None]
                 stamps = {FEED_WIDE: max(seen) if seen else None}
+            lead = self.uw_lead_ns if mapping.source.startswith("uw_") else 0
             for subject, stamp in stamps.items():
-                memo = (mapping.source, subject)
+                memo = (mapping.source, subject or FEED_WIDE)
                 if stamp is not None:
                     self._last_seen[memo] = max(stamp, self._last_seen.get(memo, stamp))
-                ages.append(SourceAge(mapping.source, subject, self._last_seen.get(memo)))
+                last = self._last_seen.get(memo)
+                ages.append(SourceAge(mapping.source, subject or FEED_WIDE, None if last is None else last - lead))
         return ages
+
+    def _paired(self, uw_ns: int, ibkr_ns: int, now: int, what: str) -> bool:
+        """Both values describe (nearly) the same moment, and the IBKR one is recent (module doc).
+
+        Counted either way (``reader.pairs.<what>`` / ``reader.unpaired.<what>``), so a deployment can
+        see that the divergence checks actually compare something."""
+        paired = abs(uw_ns - ibkr_ns) <= self._pair_tolerance_ns and now - ibkr_ns <= self._pair_max_age_ns
+        self.counters.add(f"reader.{'pairs' if paired else 'unpaired'}.{what}")
+        return paired
 
     def _divergences(self, symbols: list[str], now: int) -> list[DivergenceSample]:
         samples = []
@@ -242,47 +361,114 @@ class RedisSnapshotReader:
             price = self._price_pair(symbol, now)
             if price is not None:
                 samples.append(price)
-            records = self._json(keys.analytics(symbol, "divergence"), "divergence")
-            if records is None:
-                continue
-            if not isinstance(records, dict):
-                self._reject("divergence")
-                continue
-            for metric, record in records.items():
-                if not isinstance(record, dict) or "ours" not in record:
-                    continue  # the snapshot stamp fields, or a foreign shape
-                ours, theirs = _number(record.get("ours")), _number(record.get("theirs"))
-                if ours is None or theirs is None:
-                    self._reject("divergence")
-                    continue
-                samples.append(DivergenceSample(classify_metric(metric), f"{symbol} {metric}", theirs, ours))
+            samples.extend(self._contract_pairs(symbol, now))
+            samples.extend(self._recorded(symbol))
         return samples
 
-    def _price_pair(self, symbol: str, now: int) -> DivergenceSample | None:
-        payload = self._json(keys.raw_uw("stock_state", symbol), "uw_price")
-        raw_quote = self._client.get(keys.raw_quote_last(symbol))
-        if payload is None or raw_quote is None:
+    def _recorded(self, symbol: str) -> list[DivergenceSample]:
+        """UW values handed to the analytics actor (``analytics:{S}:divergence``), by metric name."""
+        records = self._json(keys.analytics(symbol, "divergence"), "divergence")
+        if records is None:
+            return []
+        if not isinstance(records, dict):
+            self._reject("divergence")
+            return []
+        samples = []
+        for metric, record in records.items():
+            if not isinstance(record, dict) or "ours" not in record:
+                continue  # the snapshot stamp fields, or a foreign shape
+            ours, theirs = _number(record.get("ours")), _number(record.get("theirs"))
+            if ours is None or theirs is None:
+                self._reject("divergence")
+                continue
+            samples.append(DivergenceSample(classify_metric(metric), f"{symbol} {metric}", theirs, ours))
+        return samples
+
+    def _uw_payload(self, endpoint: EndpointSpec | None, symbol: str, what: str) -> tuple[int, list[Any]] | None:
+        """(fetched_at on our clock, records) of the fetcher's payload of ``endpoint`` for ``symbol``, if usable."""
+        if endpoint is None or "{ticker}" not in endpoint.redis_key or symbol not in endpoint.symbols_for([symbol]):
+            return None
+        payload = self._json(keys.raw_source(endpoint.redis_key, symbol), what)
+        if payload is None:
             return None
         stamp = payload_time(payload)
-        data = payload.get("data", payload) if isinstance(payload, dict) else None
-        uw_price = (
-            next((p for p in (_number(data.get(f)) for f in PRICE_FIELDS) if p is not None), None)
-            if isinstance(data, dict)
-            else None
-        )
+        records = payload.get("data") if isinstance(payload, dict) else None
+        if stamp is None or not isinstance(records, list):
+            self._reject(what)
+            return None
+        ours = self._uw_time(stamp, what)
+        return None if ours is None else (ours, records)
+
+    def _ibkr_quote(self, symbol: str) -> Quote | None:
+        raw = self._client.get(keys.raw_quote_last(symbol))
+        if raw is None:
+            return None
         try:
-            quote = decode(raw_quote, Quote)
+            return decode(raw, Quote)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
             self._reject("ibkr_quote")
             return None
-        if stamp is None or uw_price is None:
-            self._reject("uw_price")
+
+    def _price_pair(self, symbol: str, now: int) -> DivergenceSample | None:
+        """UW's newest spot-exposure price vs the IBKR mid, when both describe the same minute."""
+        found = self._uw_payload(self._price_endpoint, symbol, "uw_price")
+        if found is None:
             return None
-        if now - stamp > self._pair_max_age_ns or now - quote.ts_event > self._pair_max_age_ns:
-            return None  # an old value is a staleness matter, not a divergence
+        rows = [(to_ns(r.get("time")), _number(r.get("price"))) for r in found[1] if isinstance(r, dict)]
+        rows = [(None if t is None else t - self.uw_lead_ns, p) for t, p in rows]  # the row times: the same clock
+        priced = [(t, p) for t, p in rows if t is not None and p is not None and p > 0]
+        if not priced:
+            if found[1]:  # rows, but none with a usable price and time (an empty day is not an error)
+                self._reject("uw_price")
+            return None
+        uw_ns, uw_price = max(priced)
+        quote = self._ibkr_quote(symbol)
+        if quote is None or not self._paired(uw_ns, quote.ts_event, now, "price"):
+            return None
         if quote.bid <= 0 or quote.ask < quote.bid:
             return None
         return DivergenceSample("price", symbol, uw_price, (quote.bid + quote.ask) / 2)
+
+    def _features(self, symbol: str) -> FeatureSnapshot | None:
+        raw = self._client.get(keys.analytics(symbol, "features"))
+        if raw is None:
+            return None
+        try:
+            return decode(raw, FeatureSnapshot)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            self._reject("features")
+            return None
+
+    def _contract_pairs(self, symbol: str, now: int) -> list[DivergenceSample]:
+        """Implied vol and relative spread of the ATM call and put: UW ``option_contracts`` vs IBKR's quotes."""
+        found = self._uw_payload(self._contracts_endpoint, symbol, "uw_contracts")
+        if found is None:
+            return []
+        features = self._features(symbol)
+        if features is None or not self._paired(found[0], features.computed_at, now, "contracts"):
+            return []
+        by_occ = {r.get("option_symbol"): r for r in found[1] if isinstance(r, dict)}
+        samples = []
+        for quote in (features.atm_call, features.atm_put):
+            if quote is None:
+                continue
+            record = next((by_occ[o] for o in occ_symbols(quote.contract) if o in by_occ), None)
+            if record is not None:
+                samples.extend(self._contract_samples(symbol, quote, record))
+        return samples
+
+    def _contract_samples(self, symbol: str, quote: OptionQuote, record: dict[str, Any]) -> list[DivergenceSample]:
+        occ = occ_symbols(quote.contract)[0]
+        samples = []
+        uw_iv = _number(record.get("implied_volatility"))
+        if uw_iv is not None and uw_iv > 0 and math.isfinite(quote.iv) and quote.iv > 0:
+            samples.append(DivergenceSample("greeks", f"{symbol} {occ} iv", uw_iv, quote.iv))
+        uw_bid, uw_ask = _number(record.get("nbbo_bid")), _number(record.get("nbbo_ask"))
+        uw_spread = relative_spread(uw_bid, uw_ask) if uw_bid is not None and uw_ask is not None else None
+        ibkr_spread = relative_spread(quote.bid, quote.ask)
+        if uw_spread is not None and ibkr_spread is not None:
+            samples.append(DivergenceSample("spread", f"{symbol} {occ} spread", uw_spread, ibkr_spread))
+        return samples
 
     def _limit_of(self, order_ref: str) -> tuple[float, Side] | None:
         if order_ref not in self._limits:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from quanticity.messages import Signal
 from quanticity.overseer.findings import Finding, Severity
 
 _MAX_LINES = 12
@@ -32,6 +33,16 @@ def anomaly_alert(
 def review_note(flags: Sequence[str]) -> str:
     """The template review of a signal: its rule-based red flags, or a plain OK."""
     return "Rule review: " + ("; ".join(flags) if flags else "no red flags")
+
+
+def review_alert(signal: Signal, note: str, source: str, red_flag: bool) -> str:
+    """The admin's advisory review of one entry signal (the order goes ahead either way)."""
+    header = f"{'⚠️ Pre-trade review: RED FLAG' if red_flag else '🔎 Pre-trade review: OK'} ({source}, advisory)"
+    what = (
+        f"{signal.strategy} {signal.direction.value} {signal.contract.key} — bid {signal.reference_bid:g} / "
+        f"ask {signal.reference_ask:g}, confidence {signal.confidence}"
+    )
+    return "\n".join([header, what, f"Triggers: {signal.reason}", note])
 
 
 def trade_explanation(facts: dict[str, str]) -> str:

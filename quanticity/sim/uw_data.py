@@ -10,15 +10,21 @@ Values come from three places so they hang together:
   path per symbol and ET day around the configured spot;
 - :func:`quanticity.sim.altdata.alt_data_events` for dark-pool prints, congress and insider
   trades, flow alerts and earnings dates (the same events the simulated feed publishes);
-- :func:`quanticity.analytics.bsm.bsm_greeks` for option prices, IVs and greeks.
+- :func:`quanticity.analytics.bsm.bsm_greeks` for option prices, IVs and greeks;
+- with a ``market`` attached (the venue host of a ``tws`` run passes its
+  :class:`~quanticity.sim.market.SyntheticMarket`), the *current* values of the symbols that market
+  simulates come from it: the newest spot-exposure price is its spot, and the option chain and
+  per-contract quotes (NBBO, IV, open interest, volume) are its quotes — the same numbers the TWS
+  simulator streams. UW and IBKR then agree as two real feeds do, so the overseer's UW-vs-IBKR
+  divergence checks stay quiet unless one side is actually wrong.
 
 The flow-alert, dark-pool, congress, insider and earnings records carry each simulated event's
 direction, dollar amount and date in their documented fields (dark-pool ``premium`` and insider
 shares × ``price`` to the cent, congress in its STOCK Act band), so the fetcher's alt-data bridge
 (:mod:`quanticity.feeds.altdata`) turns them back into the same events.
 
-A response depends only on (seed, endpoint, symbol, the twin's clock to the minute), so two
-requests in the same minute see the same data, like a cache in front of the real API.
+Without a market, a response depends only on (seed, endpoint, symbol, the twin's clock to the
+minute), so two requests in the same minute see the same data, like a cache in front of the real API.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,7 +45,7 @@ from quanticity.clock import NS_PER_SECOND
 from quanticity.config.loader import DEFAULT_CONFIG_DIR, read_yaml
 from quanticity.config.models import MarketFile, UnderlyingSpec
 from quanticity.feeds.altdata import congress_amount_range
-from quanticity.messages import AltDataEvent, AltDataKind
+from quanticity.messages import AltDataEvent, AltDataKind, OptionContract, OptionQuote, Right
 from quanticity.sim.altdata import alt_data_events
 
 RATE = 0.045
@@ -96,6 +102,27 @@ class Contract:
         return occ(self.symbol, self.expiry, self.is_call, self.strike)
 
 
+class MarketView(Protocol):
+    """What the twin reads of a simulated market (:class:`~quanticity.sim.market.SyntheticMarket`)."""
+
+    @property
+    def symbols(self) -> list[str]:
+        """Symbols the market simulates."""
+        ...
+
+    def spot(self, symbol: str) -> float:
+        """Current spot of ``symbol``."""
+        ...
+
+    def chain(self, symbol: str) -> list[OptionContract]:
+        """Contracts listed on ``symbol``."""
+        ...
+
+    def option_quote(self, contract: OptionContract, ts_init_ns: int | None = None) -> OptionQuote:
+        """Current quote of ``contract``."""
+        ...
+
+
 class UwData:
     """Deterministic synthetic data per (seed, symbol, minute); the methods return ``data`` lists."""
 
@@ -104,10 +131,13 @@ class UwData:
         seed: int = 7,
         underlyings: Mapping[str, UnderlyingSpec] | None = None,
         calendar: NyseCalendar | None = None,
+        market: MarketView | None = None,
     ) -> None:
         self.seed = int(seed)
         self.underlyings = dict(underlyings) if underlyings is not None else default_underlyings()
         self.calendar = calendar or NyseCalendar()
+        self.market = market
+        self._market_spots: dict[tuple[str, int], float] = {}  # (symbol, minute) → the market's spot then
         self._alt = functools.lru_cache(maxsize=256)(self._alt_events)
         self._day_shape = functools.lru_cache(maxsize=4096)(self._day_shape_uncached)
         self._expiries = functools.lru_cache(maxsize=64)(self._expiries_uncached)
@@ -132,6 +162,23 @@ class UwData:
         minutes = moment.hour * 60 + moment.minute
         wave = math.sin(2 * math.pi * minutes / 390.0 + phase)
         return round(spec.spot * math.exp(spec.vol * (0.03 * day_z + 0.004 * wave)), 2)
+
+    def simulates(self, symbol: str) -> bool:
+        """True when the attached market simulates ``symbol`` (its current values come from the market)."""
+        return self.market is not None and symbol in self.market.symbols
+
+    def _market_spot(self, symbol: str, ts_ns: int) -> float:
+        """The market's spot now, remembered per minute so later responses show the same history."""
+        assert self.market is not None
+        spot = round(float(self.market.spot(symbol)), 2)
+        if len(self._market_spots) > 100_000:
+            self._market_spots.clear()
+        self._market_spots[(symbol, ts_ns // (60 * NS_PER_SECOND))] = spot
+        return spot
+
+    def _market_quotes(self, symbol: str, ts_ns: int) -> list[OptionQuote]:
+        assert self.market is not None
+        return [self.market.option_quote(c, ts_init_ns=ts_ns) for c in self.market.chain(symbol)]
 
     def _day_shape_uncached(self, symbol: str, ordinal: int) -> tuple[float, float]:
         day_z, phase = self.rng("spot", symbol, ordinal).normal(size=2)
@@ -202,6 +249,7 @@ class UwData:
     def spot_exposures(self, symbol: str, ts_ns: int, minutes: int = 30) -> list[dict[str, Any]]:
         """``/stock/{ticker}/spot-exposures``: per-minute spot GEX/DEX/VEX, oldest first."""
         start = ts_ns - (minutes - 1) * 60 * NS_PER_SECOND
+        live = self._market_spot(symbol, ts_ns) if self.simulates(symbol) else None
         out = []
         for i in range(minutes):
             t = start + i * 60 * NS_PER_SECOND
@@ -212,7 +260,10 @@ class UwData:
                 for greek, mult in (("charm", 50.0), ("gamma", 1.0), ("vanna", 5.0))
                 for kind in ("dir", "oi", "vol")
             }
-            row.update(price=num(self.spot(symbol, t)), time=ts_text(t))
+            price = self.spot(symbol, t)
+            if live is not None:  # the market's spot of that minute if seen, else now's (it has no history)
+                price = live if t == ts_ns else self._market_spots.get((symbol, t // (60 * NS_PER_SECOND)), live)
+            row.update(price=num(price), time=ts_text(t))
             out.append(row)
         return out
 
@@ -343,10 +394,15 @@ class UwData:
 
     def option_chains(self, symbol: str, ts_ns: int) -> list[str]:
         """``/stock/{ticker}/option-chains``: the OCC symbols listed today."""
+        if self.simulates(symbol):
+            assert self.market is not None
+            return [contract_occ(c) for c in self.market.chain(symbol)]
         return [c.occ for c in self.chain(symbol, ts_ns)]
 
     def option_contracts(self, symbol: str, ts_ns: int) -> list[dict[str, Any]]:
         """``/stock/{ticker}/option-contracts``: per-contract quote, IV and the day's volume split."""
+        if self.simulates(symbol):
+            return [market_contract_record(q) for q in self._market_quotes(symbol, ts_ns)]
         out = []
         for c in self.chain(symbol, ts_ns):
             rng = self.rng("option_contracts", c.occ, ts_ns // (60 * NS_PER_SECOND))
@@ -681,6 +737,41 @@ class UwData:
                 "is_trump_ts": False,
             }
         raise ValueError(f"channel: {channel!r} is not a UW socket channel ({', '.join(WS_FAMILIES)})")
+
+
+def contract_occ(contract: OptionContract) -> str:
+    """The OCC symbol of a platform contract (root = the underlying)."""
+    return occ(contract.underlying, date.fromisoformat(contract.expiry), contract.right is Right.CALL, contract.strike)
+
+
+def market_contract_record(quote: OptionQuote) -> dict[str, Any]:
+    """An ``option-contracts`` record of a simulated market's quote: its NBBO, IV, open interest and volume."""
+    mid = (quote.bid + quote.ask) / 2
+    volume = int(quote.volume)
+    ask_v, bid_v = int(volume * 0.45), int(volume * 0.4)
+    return {
+        "ask_volume": ask_v,
+        "avg_price": num(mid, 4),
+        "bid_volume": bid_v,
+        "cross_volume": 0,
+        "floor_volume": int(volume * 0.02),
+        "high_price": num(mid * 1.1),
+        "implied_volatility": num(quote.iv, 6),
+        "last_price": num(mid),
+        "low_price": num(max(mid * 0.9, 0.01)),
+        "mid_volume": volume - ask_v - bid_v,
+        "multi_leg_volume": int(volume * 0.1),
+        "nbbo_ask": num(quote.ask),
+        "nbbo_bid": num(quote.bid),
+        "no_side_volume": 0,
+        "open_interest": int(quote.open_interest),
+        "option_symbol": contract_occ(quote.contract),
+        "prev_oi": int(quote.open_interest * 0.95),
+        "stock_multi_leg_volume": 0,
+        "sweep_volume": int(volume * 0.05),
+        "total_premium": num(volume * mid * 100),
+        "volume": volume,
+    }
 
 
 RestHandler = Callable[[UwData, str | None, int, Mapping[str, str], list[str]], list[Any]]

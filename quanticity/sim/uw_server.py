@@ -38,7 +38,7 @@ from quanticity.clock import Clock, LiveClock
 from quanticity.config.models import UnderlyingSpec, UniverseSection
 from quanticity.sim.rest_twin import AV_ONLY, FaultKind, FaultQueue, GcraLimiter, RequestLog
 from quanticity.sim.twin_common import LoopbackServer
-from quanticity.sim.uw_data import REST_ROUTES, WS_FAMILIES, UwData
+from quanticity.sim.uw_data import REST_ROUTES, WS_FAMILIES, MarketView, UwData
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,14 @@ class UwServer(LoopbackServer):
         requests_per_minute: int = 120,
         burst: int = 20,
         ws_push_interval_s: float | None = None,
+        market: MarketView | None = None,
     ) -> None:
         super().__init__()
         if not token:
             raise ValueError("token: the twin needs the token clients must present")
         self.token = token
         self.clock = clock or LiveClock()
-        self.data = UwData(seed, underlyings)
+        self.data = UwData(seed, underlyings, market=market)  # a market: current values from it (uw_data doc)
         self.universe = universe or UniverseSection().symbols  # market-wide endpoints cover these
         self.limiter = GcraLimiter(requests_per_minute, burst, self.clock)
         self.faults = FaultQueue(allowed=_UW_FAULTS)

@@ -55,7 +55,12 @@ def test_rules_alert_on_time_and_subscribers_are_served_while_the_model_hangs(
             "check_interval_s": CHECK_S,
             "slippage": {"warn_floor": 1e9, "critical_at": None},
             "latency": {"warn_floor": 1e9, "critical_at": None},
-            "staleness": {"uw_spot_gex": {"warn_after_s": STALE_AFTER_S, "critical_after_s": None, "enabled": True}},
+            "staleness": {
+                "uw_spot_gex": {"warn_after_s": STALE_AFTER_S, "critical_after_s": None, "enabled": True},
+                "uw_flow_alerts": {"warn_after_s": 120, "enabled": False},
+                "uw_chains": {"warn_after_s": 180, "enabled": False},
+            },
+            "uw_without_fetcher": True,  # venue sim has no fetcher: the never-refreshed UW key is the stale source
             "model": {"timeout_s": MODEL_TIMEOUT_S},
         },
     }

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from actors.overseer import closed_trades
 from quanticity.config import ConfigError, load_config
 from quanticity.messages import Fill, OptionContract, Right, Side, encode
-from quanticity.overseer.reader import UW_KEY_TEMPLATES
+from quanticity.overseer.reader import staleness_sources
+from quanticity.overseer.sources import load_source_file
 
 pytestmark = pytest.mark.unit
 
@@ -22,8 +22,9 @@ def test_ops_defaults_are_safe() -> None:
     ops = config.ops
     assert ops.overseer.check_interval_s == 30 and ops.overseer.model.base_url is None  # the real API
     assert ops.admin_api_base is None and ops.admin.allowed_user_ids == frozenset()
-    # without the fetcher in the topology, absent UW keys must not halt a simulated session
-    assert not any(ops.overseer.staleness[s].enabled for s in ("uw_spot_gex", "uw_flow_alerts", "uw_chains"))
+    # on by default: the overseer only watches them when a fetcher runs (venue.kind tws/live), and the
+    # loader checks each threshold against its endpoint's fetch interval
+    assert all(ops.overseer.staleness[s].enabled for s in ("uw_spot_gex", "uw_flow_alerts", "uw_chains"))
     assert ops.overseer.staleness["ibkr_heartbeat"].enabled
 
 
@@ -44,9 +45,9 @@ def test_bad_ops_values_name_file_key_and_value() -> None:
 
 
 def test_overseer_reads_the_keys_the_uw_fetcher_writes() -> None:
-    endpoints = yaml.safe_load((REPO / "config" / "sources" / "unusual_whales.yaml").read_text())["endpoints"]
-    written = {e["redis_key"] for e in endpoints.values()}
-    assert set(UW_KEY_TEMPLATES.values()) <= written
+    uw = load_source_file(REPO / "config" / "sources" / "unusual_whales.yaml")
+    watched = {m.key("SPY") for m in staleness_sources(uw) if m.source.startswith("uw_")}
+    assert watched == {"raw:uw:spot_exposures:SPY", "raw:uw:flow_alerts", "raw:uw:chains:SPY"}
 
 
 def test_closed_trades_for_the_summary_skip_entries_and_malformed_records() -> None:

@@ -18,6 +18,7 @@ from quanticity.overseer.checks import run_checks
 from quanticity.overseer.config import ModelConfig, OverseerConfig
 from quanticity.overseer.reader import RedisSnapshotReader, classify_metric, to_ns
 from quanticity.overseer.snapshot import NS
+from quanticity.overseer.sources import REPO_ROOT, load_source_file
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +27,8 @@ CONTRACT = OptionContract("SPY", "2025-07-18", 450.0, Right.CALL)
 
 
 def _reader(client: redis.Redis, clock: SimulatedClock, symbols: list[str]) -> RedisSnapshotReader:
-    return RedisSnapshotReader(client, OverseerConfig(), clock, lambda: symbols)
+    uw = load_source_file(REPO_ROOT / "config" / "sources" / "unusual_whales.yaml")
+    return RedisSnapshotReader(client, OverseerConfig(), clock, lambda: symbols, uw=uw)
 
 
 def test_timestamps_in_any_unit_and_metric_families() -> None:
@@ -62,7 +64,8 @@ def test_divergence_pairs_slippage_and_latency(redis_client: redis.Redis) -> Non
     clock = SimulatedClock(T0)
     reader = _reader(redis_client, clock, ["SPY"])
     now = clock.now_ns()
-    redis_client.set(keys.raw_uw("stock_state", "SPY"), json.dumps({"fetched_at": now, "data": {"close": "103.0"}}))
+    row = {"price": 103.0, "time": "2025-06-15 15:06:10+00:00"}  # 30 s before now
+    redis_client.set(keys.raw_uw("spot_exposures", "SPY"), json.dumps({"fetched_at": now, "data": [row]}))
     quote = Quote(ts_event=now, ts_init=now, symbol="SPY", bid=99.9, ask=100.1, bid_size=5, ask_size=5)
     redis_client.set(keys.raw_quote_last("SPY"), encode(quote))
     redis_client.set(
