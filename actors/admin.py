@@ -3,10 +3,12 @@
 It long-polls Telegram with python-telegram-bot (:class:`~quanticity.admin.telegram.TelegramAdminBot`)
 and hands every message and button press to the :class:`~quanticity.admin.controller.AdminController`,
 which checks the allow-list, audits and acts ONLY through :class:`~actors.ops_control.SupervisorControl`
-(the RootSupervisor's emergency and universe methods, the strategy actors' ``set_enabled``) and
+(the RootSupervisor's emergency, universe and strategy enable/disable methods) and
 :class:`~actors.ops_control.RiskGateControl` (the risk actor's ``set_state``). The
 :class:`~quanticity.admin.telegram.AlertPusher` forwards ``system:alerts`` (overseer, risk gate,
-emergencies, the daily summary) to the admin chat from a persisted cursor.
+emergencies, the daily summary) to the admin chat from a persisted cursor; the
+:class:`~quanticity.admin.telegram.ApprovalRequestPusher` does the same for the risk gate's parked
+high-risk entries, as messages with Approve/Reject buttons (``ops.admin.approvals``).
 
 Without the bot token in the environment (``ops.admin.bot_token_env``) the actor stays up but idle
 (``bot_running`` 0 in its heartbeat) — a deployment without Telegram still runs. Pending
@@ -22,12 +24,12 @@ import time
 
 import ray
 
-from actors.common import STALL_LIMIT_S, ActorShell, strategy_names
+from actors.common import STALL_LIMIT_S, ActorShell
 from actors.ops_control import RiskGateControl, SupervisorControl
 from quanticity.admin.audit import AdminAudit
 from quanticity.admin.controller import AdminController
 from quanticity.admin.pending import ApprovalBook, ConfirmationBook
-from quanticity.admin.telegram import AlertPusher, TelegramAdminBot
+from quanticity.admin.telegram import AlertPusher, ApprovalRequestPusher, TelegramAdminBot
 from quanticity.config.models import QuanticityConfig
 from quanticity.overseer.counters import Counters
 from quanticity.session import RunSpec
@@ -48,8 +50,7 @@ class AdminActor(ActorShell):
         ops = config.ops
         admin = ops.admin
         self.counters = Counters()
-        strategies = [n.removeprefix("quanticity:strategy:") for n in strategy_names(config)]
-        system = SupervisorControl(self.peers, self.redis, self.clock, strategies)
+        system = SupervisorControl(self.peers, self.redis, self.clock)
         self.controller = AdminController(
             admin,
             system,
@@ -61,6 +62,7 @@ class AdminActor(ActorShell):
         )
         self.bot: TelegramAdminBot | None = None
         self.pusher: AlertPusher | None = None
+        self.requests: ApprovalRequestPusher | None = None
         self.loop_wall_ns = 0
         self.loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
@@ -77,6 +79,11 @@ class AdminActor(ActorShell):
         if admin.admin_chat_id is not None:
             self.pusher = AlertPusher(self.redis, self.bot, admin.admin_chat_id, admin.push_levels, self.counters)
             asyncio.run_coroutine_threadsafe(self.pusher.run(self._stop, admin.poll_interval_s), self.loop)
+            # the risk gate's high-risk entries, as messages with Approve/Reject buttons
+            self.requests = ApprovalRequestPusher(self.redis, self.bot, admin.admin_chat_id, self.counters)
+            asyncio.run_coroutine_threadsafe(self.requests.run(self._stop, admin.poll_interval_s), self.loop)
+        elif admin.approvals.enabled:
+            self.log.warning("approvals enabled but no admin chat: parked entries will time out unseen")
         asyncio.run_coroutine_threadsafe(self._beat(), self.loop)
 
     async def _beat(self) -> None:
@@ -108,5 +115,6 @@ class AdminActor(ActorShell):
             "rejected": values.get("rejected", 0.0),
             "admin_errors": values.get("errors", 0.0),
             "alerts_pushed": values.get("alerts.pushed", 0.0),
+            "approvals_requested": values.get("approvals.requested", 0.0),
             "actions": sum(v for k, v in values.items() if k.startswith("callbacks.") or k.startswith("commands.")),
         }

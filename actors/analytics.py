@@ -57,6 +57,7 @@ class SymbolAnalyticsActor(ActorShell):
         self._last_checkpoint_ns = self.features.last_event_ns
         self._last_write_ns = 0
         self._strategies = strategy_names(config, symbol)
+        self._in_flight: dict[str, ray.ObjectRef] = {}  # the last unawaited call per strategy (not lock-step)
 
     def on_packed(self, data: bytes, ts_init: int | None = None) -> int:
         """Batches as msgpack bytes (what the feed sends); malformed data is counted, not raised.
@@ -121,7 +122,27 @@ class SymbolAnalyticsActor(ActorShell):
                     self.errors += 1
                     self.peers.forget(name)
                     self.log.warning("strategy call failed", extra={"strategy": name, "error": type(exc).__name__})
+            else:
+                self._check_previous_call(name, ref)
         self.forwarded += len(snapshots)
+
+    def _check_previous_call(self, name: str, ref: ray.ObjectRef) -> None:
+        """Calls to strategies are not awaited outside lock-step, so a strategy that died is noticed
+        here: its previous call failed. The cached handle is dropped, so the next batch goes to the
+        actor the supervisor recreated under the same name instead of to the dead one for ever."""
+        previous = self._in_flight.get(name)
+        self._in_flight[name] = ref
+        if previous is None or not ray.wait([previous], timeout=0)[0]:
+            return
+        try:
+            ray.get(previous, timeout=0)
+        except RayActorError as exc:
+            self.errors += 1
+            self.peers.forget(name)
+            self._in_flight.pop(name, None)  # the call just made went to the same dead actor
+            self.log.warning("strategy call failed", extra={"strategy": name, "error": type(exc).__name__})
+        except Exception:  # the strategy raised on a batch: its own error count says so, not a dead actor
+            self.log.debug("strategy call raised", extra={"strategy": name})
 
     def _snapshot(self, now: int, ts_init: int | None = None) -> FeatureSnapshot:
         snap, metrics = self.engine.snapshot(now, time.time_ns() if ts_init is None else ts_init)

@@ -7,9 +7,9 @@ so a risk gate or supervisor replaced after a crash is reached on the next call.
 one command, never the event loop that polls Telegram or runs the overseer round.
 
 - :class:`RiskGateControl` → the risk actor's ``set_state`` / ``trading_state`` (both protocols).
-- :class:`SupervisorControl` → the RootSupervisor's ``flatten`` / ``cancel_all`` / ``add_symbol`` /
-  ``remove_symbol``, the strategy actors' ``set_enabled``, the overseer's ``report_now``; status,
-  positions and P&L are read from Redis (heartbeats, ``positions``, ``pnl:realized``).
+- :class:`SupervisorControl` → the RootSupervisor's ``flatten`` / ``set_strategy_enabled`` /
+  ``add_symbol`` / ``remove_symbol``, the overseer's ``report_now``; status, positions and P&L are
+  read from Redis (heartbeats, ``positions``, ``pnl:realized``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import ray
 import redis
 from ray.exceptions import RayActorError
 
-from actors.common import RISK, SUPERVISOR, Peers, strategy_name
+from actors.common import RISK, SUPERVISOR, Peers
 from quanticity import keys
 from quanticity.admin.protocols import PnlView, PositionView
 from quanticity.calendar import ET
@@ -90,11 +90,10 @@ class RiskGateControl:
 class SupervisorControl:
     """The admin's :class:`~quanticity.admin.protocols.SystemControl` over the RootSupervisor and Redis."""
 
-    def __init__(self, peers: Peers, client: redis.Redis, clock: Clock, strategies: Sequence[str]) -> None:
+    def __init__(self, peers: Peers, client: redis.Redis, clock: Clock) -> None:
         self._peers = peers
         self._client = client
         self._clock = clock
-        self._strategies = frozenset(strategies)
 
     async def status(self) -> Mapping[str, str]:
         """Actors reporting, restarts and the session clock, read from Redis."""
@@ -143,19 +142,9 @@ class SupervisorControl:
         result = await call_peer(self._peers, SUPERVISOR, "flatten", reason, timeout_s=EMERGENCY_TIMEOUT_S)
         return _emergency_line(result)
 
-    async def cancel_all(self, reason: str) -> int:
-        """The supervisor's emergency cancel-all; returns how many orders were cancelled."""
-        result = await call_peer(self._peers, SUPERVISOR, "cancel_all", reason, timeout_s=EMERGENCY_TIMEOUT_S)
-        if not result.get("ok"):
-            raise RuntimeError(f"cancel-all failed: {result.get('error', result)}")
-        return int(result.get("cancelled", 0))
-
     async def set_strategy_enabled(self, name: str, enabled: bool) -> bool:
-        """The strategy actor's ``set_enabled``; False for a strategy that is not configured."""
-        if name not in self._strategies:
-            return False
-        await call_peer(self._peers, strategy_name(name), "set_enabled", enabled)
-        return True
+        """The supervisor persists the flag and tells the strategy; False for a strategy not running."""
+        return bool(await call_peer(self._peers, SUPERVISOR, "set_strategy_enabled", name, enabled))
 
     async def add_symbol(self, symbol: str) -> str:
         """The supervisor creates the symbol's actors and has the feed generate it."""

@@ -10,6 +10,10 @@ loop that samples the underlyings' quotes for the correlation rule, marks the bo
 router revalued its positions, and runs the daily-loss and drawdown breakers even when no signal
 arrives. The logic of all three lives in :mod:`quanticity.risk` (:class:`~quanticity.risk.desk.RiskDesk`).
 
+High-risk entries (``ops.admin.approvals``) are parked instead of delivered and released or denied
+when an admin decides or their deadline passes (:class:`~quanticity.risk.approvals.ApprovalDesk`);
+the monitor pass (the lock-step stage, in lock-step) settles them.
+
 In lock-step mode (``RunSpec.lockstep``) none of the threads runs: the feed calls :meth:`step`
 once per feed step, which books the fills, samples the step's quotes, runs the breakers and drains
 the signal stream to its end at the step's simulated time — the backtest's canonical order.
@@ -31,6 +35,7 @@ from quanticity.execution.pnl_store import RedisPnLStore
 from quanticity.execution.store import ExecutionStore
 from quanticity.messages import CancelRequest, OrderIntent, Quote, Signal, TradingState, decode
 from quanticity.risk.account import AccountMonitor
+from quanticity.risk.approvals import ApprovalDesk
 from quanticity.risk.desk import MALFORMED_SIGNAL, Judgement, RiskDesk
 from quanticity.risk.gate import Exposure, RiskGate
 from quanticity.risk.store import RedisRiskStore
@@ -68,6 +73,9 @@ class RiskGateActor(ActorShell):
         self.execution = ExecutionStore(self.redis)
         self.desk = RiskDesk(self.gate, self.account, self.execution)
         self.desk.symbols.update(config.system.universe.symbols)
+        # high-risk entries wait for an admin (ops.admin.approvals); parked ones live in Redis
+        self.approvals = ApprovalDesk(self.redis, config.ops.admin.approvals, config.trading.risk.account_equity)
+        self._parked_now: set[str] = set()  # lock-step: refs parked in this drain, not to be delivered
         self.decisions: dict[str, int] = {}
         self._gate_lock = threading.Lock()  # the gate's state is shared by the signal and monitor threads
         self._stop = threading.Event()
@@ -97,11 +105,43 @@ class RiskGateActor(ActorShell):
             self._malformed(entry_id, str(exc))
             return
         with self._gate_lock:
-            judgement = self.desk.judge(signal, self.clock.now_ns(), entry_id)
+            judgement = self._park_if_high_risk(self.desk.judge(signal, self.clock.now_ns(), entry_id))
         self._record(judgement)
         if judgement.intent is not None:
             self._deliver(judgement.intent)
         self.latency.add(time.perf_counter() - started)
+
+    def _park_if_high_risk(self, judgement: Judgement) -> Judgement:
+        """An approved entry the approval rule calls high-risk is parked instead of delivered: the
+        judgement becomes ``PENDING_APPROVAL`` without an intent (see :mod:`quanticity.risk.approvals`)."""
+        intent = judgement.intent
+        why = self.approvals.why(intent) if intent is not None else None
+        if intent is None or why is None:
+            return judgement
+        decision = self.approvals.park(intent, why, judgement.now_ns)
+        self.log.warning("entry parked for approval", extra={"order_ref": intent.order_ref, "why": why})
+        return Judgement(judgement.entry_id, judgement.signal, judgement.now_ns, decision, None, judgement.alerts)
+
+    def _settle_approvals(self, now_ns: int) -> None:
+        """Release the parked entries an admin approved (re-checked by the gate), deny the rejected and
+        the timed-out ones; every outcome is audited. The lock is not held while delivering."""
+        malformed = self.approvals.malformed
+        with self._gate_lock:
+            settled = self.approvals.settle(self.gate, now_ns)
+        skipped = self.approvals.malformed - malformed
+        if skipped:
+            self.errors += skipped
+            self.log.error("unusable approval decision(s) skipped", extra={"count": skipped})
+        for settlement in settled:
+            decision = settlement.decision
+            self.store.audit(decision)
+            self.decisions[decision.reason_code] = self.decisions.get(decision.reason_code, 0) + 1
+            self.log.warning(
+                "parked entry settled",
+                extra={"order_ref": decision.order_ref, "reason": decision.reason_code, "detail": decision.detail},
+            )
+            if settlement.intent is not None:
+                self._deliver(settlement.intent)
 
     def _malformed(self, entry_id: str, error: str) -> None:
         self.errors += 1
@@ -130,13 +170,26 @@ class RiskGateActor(ActorShell):
             for alert in self.desk.monitor(now_ns, quotes):
                 self._alert(alert.level, alert.text)
             malformed = self.desk.malformed
-            judged = self.desk.drain_signals(self.redis, now_ns, self._deliver, self._record)
+            judged = self.desk.drain_signals(self.redis, now_ns, self._deliver_unless_parked, self._record_or_park)
+            self._parked_now.clear()
             if self.desk.malformed != malformed:
                 self._malformed("lock-step drain", f"{self.desk.malformed - malformed} unreadable signal(s)")
+        self._settle_approvals(now_ns)
         self.lockstep_steps += 1
         self.monitor_loop_ns = time.time_ns()
         self.latency.add(time.perf_counter() - started)
         return judged
+
+    def _record_or_park(self, judgement: Judgement) -> None:
+        """Lock-step ``on_judged``: park a high-risk entry (remembered so the drain does not deliver it)."""
+        parked = self._park_if_high_risk(judgement)
+        if judgement.intent is not None and parked.intent is None:
+            self._parked_now.add(judgement.intent.order_ref)
+        self._record(parked)
+
+    def _deliver_unless_parked(self, intent: OrderIntent) -> None:
+        if intent.order_ref not in self._parked_now:
+            self._deliver(intent)
 
     def _alert(self, level: str, text: str) -> None:
         self.redis.xadd(keys.ALERTS, {"level": level, "text": text, "ts": time.time_ns()}, maxlen=10_000)
@@ -174,6 +227,7 @@ class RiskGateActor(ActorShell):
         with self._gate_lock:
             for alert in self.desk.breakers(self.desk.exposure(now), now):
                 self._alert(alert.level, alert.text)
+        self._settle_approvals(now)
 
     def _deliver(self, intent: OrderIntent) -> None:
         """Hand the intent to the router until it acknowledges; safe to repeat (idempotent ref)."""
@@ -242,6 +296,8 @@ class RiskGateActor(ActorShell):
             "approved": self.gate.approved,
             "denied": self.gate.denied,
             "correlation_unknown": self.gate.correlation_unknown,
+            "approvals_parked": self.approvals.parked,
+            "approvals_released": self.approvals.released,
             "lockstep_steps": self.lockstep_steps,
             "day_pnl": figures.day_pnl,
             "equity": figures.equity,

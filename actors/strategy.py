@@ -55,6 +55,10 @@ class StrategyActor(ActorShell):
         self.duplicates = 0
         self.alt_events = 0
         self._last_checkpoint_ns = 0
+        # the admin's run-time enable/disable outlives this actor (the supervisor persists it)
+        flag = self.redis.hget(keys.STRATEGY_ENABLED, strategy)
+        if flag is not None:
+            self.set_enabled(flag == "1")
 
     def on_features(self, snap: FeatureSnapshot) -> int:
         """Evaluate one snapshot; returns how many signals were enqueued."""
@@ -123,10 +127,14 @@ class StrategyActor(ActorShell):
             self.log.warning("strategy checkpoint failed", extra={"error": str(exc)})
 
     def set_enabled(self, enabled: bool) -> bool:
-        """Enable or disable the strategy at run time (admin control)."""
+        """Enable or disable the strategy at run time. Called by the RootSupervisor (admin ``/strategy``),
+        which persisted the flag first, and by the constructor restoring it; a disabled strategy
+        evaluates nothing and emits no signal."""
         target = self.legacy or self.strategy
-        assert target is not None
+        if target is None:
+            raise RuntimeError(f"strategy: {self.strategy_name!r} has no strategy object to enable or disable")
         target.config = target.config.model_copy(update={"enabled": enabled})
+        self.log.warning("strategy %s", "enabled" if enabled else "disabled", extra={"strategy": self.strategy_name})
         return enabled
 
     def stats(self) -> dict[str, float]:

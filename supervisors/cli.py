@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin.add_argument("text", nargs="+", help="the command and its arguments: /status, /halt drill, /pnl, …")
     admin.add_argument("--user-id", type=int, default=None, help="send as this Telegram user id (default: the admin)")
+    admin.add_argument(
+        "--press",
+        default=None,
+        help="then press the answer's button with this label, e.g. Confirm (for /halt, /flatten)",
+    )
     return parser
 
 
@@ -445,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return command_run(config, args, console)
     if args.command == "admin":
-        return command_admin(" ".join(args.text), args.user_id)
+        return command_admin(" ".join(args.text), args.user_id, args.press)
     if args.command in ("flatten", "cancel-all"):
         return command_emergency(config, args, console)
     return command_status(config, console)

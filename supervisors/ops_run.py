@@ -15,6 +15,7 @@ import json
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,29 +118,76 @@ def _request(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return dict(json.loads(response.read()))
 
 
-def talk_to_admin_bot(text: str, user_id: int | None = None, timeout_s: float = REPLY_TIMEOUT_S) -> list[str]:
-    """Send ``text`` as the twin admin (or ``user_id``) to the running session's bot; returns its replies."""
+def _twins() -> dict[str, Any]:
     if not TWINS_FILE.exists():
         raise RuntimeError(f"{TWINS_FILE} missing: is `quanticity run` (simulated venue) running?")
-    twins = json.loads(TWINS_FILE.read_text())
-    base, chat = twins["telegram"], twins["admin_chat_id"]
-    before = len(_request(f"{base}/_twin/messages?chat_id={chat}")["result"])
-    _request(f"{base}/_twin/inject", {"user_id": user_id or twins["admin_user_id"], "chat_id": chat, "text": text})
+    return dict(json.loads(TWINS_FILE.read_text()))
+
+
+def _wait_for_more(read: Callable[[], list[dict[str, Any]]], before: int, what: str, timeout_s: float) -> list[dict]:
+    """Poll ``read`` until it holds more than ``before`` entries; the new ones (a short settle for stragglers)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        messages = _request(f"{base}/_twin/messages?chat_id={chat}")["result"]
-        if len(messages) > before:
+        if len(read()) > before:
             time.sleep(0.3)  # a command may answer with more than one message (an alert pushed meanwhile)
-            messages = _request(f"{base}/_twin/messages?chat_id={chat}")["result"]
-            return [m["text"] for m in messages[before:]]
+            return read()[before:]
         time.sleep(0.1)
-    raise TimeoutError(f"no reply to {text!r} within {timeout_s} s")
+    raise TimeoutError(f"no reply to {what} within {timeout_s} s")
 
 
-def command_admin(text: str, user_id: int | None = None) -> int:
-    """Send ``text`` to the running session's admin bot and print its replies; the exit code."""
+def talk_to_admin_bot(
+    text: str, user_id: int | None = None, timeout_s: float = REPLY_TIMEOUT_S, press: str | None = None
+) -> list[str]:
+    """Send ``text`` as the twin admin (or ``user_id``) to the running session's bot; returns its replies.
+
+    With ``press`` (a button label such as ``Confirm`` or ``Cancel``), the button of the bot's answer
+    whose label contains it is pressed by the same user, and the bot's answer to the press (the edit
+    of the question, or a new message) is returned too — how ``/halt`` and ``/flatten`` are confirmed.
+    """
+    twins = _twins()
+    base, chat = twins["telegram"], twins["admin_chat_id"]
+    sender = user_id or twins["admin_user_id"]
+
+    def messages() -> list[dict[str, Any]]:
+        return list(_request(f"{base}/_twin/messages?chat_id={chat}")["result"])
+
+    before = len(messages())
+    _request(f"{base}/_twin/inject", {"user_id": sender, "chat_id": chat, "text": text})
+    replies = _wait_for_more(messages, before, repr(text), timeout_s)
+    out = [m["text"] for m in replies]
+    if press is None:
+        return out
+    button = next(
+        (
+            (message, b)
+            for message in reversed(replies)
+            for row in (message.get("reply_markup") or {}).get("inline_keyboard", [])
+            for b in row
+            if press.lower() in str(b.get("text", "")).lower()
+        ),
+        None,
+    )
+    if button is None:
+        raise RuntimeError(f"press: no button labelled {press!r} in the reply to {text!r}")
+    message, chosen = button
+
+    def answers() -> list[dict[str, Any]]:
+        edits = _request(f"{base}/_twin/edits?chat_id={chat}")["result"]
+        return [*edits, *messages()]
+
+    seen = len(answers())
+    _request(
+        f"{base}/_twin/press",
+        {"user_id": sender, "chat_id": chat, "message_id": message["message_id"], "data": chosen["callback_data"]},
+    )
+    after = _wait_for_more(answers, seen, f"the {chosen['text']!r} press", timeout_s)
+    return [*out, *(m["text"] for m in after)]
+
+
+def command_admin(text: str, user_id: int | None = None, press: str | None = None) -> int:
+    """Send ``text`` to the running session's admin bot (pressing ``press`` on its answer); print the replies."""
     try:
-        replies = talk_to_admin_bot(text, user_id)
+        replies = talk_to_admin_bot(text, user_id, press=press)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -152,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("text", help='a command such as "/status", "/halt drill", "/pnl"')
     parser.add_argument("--user-id", type=int, default=None, help="send as this Telegram user id (default: the admin)")
+    parser.add_argument(
+        "--press", default=None, help="then press the answer's button with this label (Confirm, Cancel)"
+    )
     args = parser.parse_args(argv)
-    return command_admin(args.text, args.user_id)
+    return command_admin(args.text, args.user_id, args.press)
 
 
 if __name__ == "__main__":

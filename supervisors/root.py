@@ -8,7 +8,8 @@
   that misses ``hung_after_missed`` pings in a row is killed and recreated the same way.
 - Per-symbol actors are spread over the alive nodes (``supervisors.placement``); when a node is
   lost its actors die with it and are recreated on the remaining nodes.
-- ``add_symbol`` / ``remove_symbol`` change the universe at run time.
+- ``add_symbol`` / ``remove_symbol`` change the universe at run time; ``set_strategy_enabled``
+  (admin ``/strategy``) persists a strategy's on/off flag, which its actor restores when recreated.
 - ``flatten`` / ``cancel_all`` are the emergency controls (``quanticity flatten --yes``,
   ``quanticity cancel-all``): trading goes HALTED through the risk gate first, so no new entry can
   be approved while the router cancels and closes; every step is audited.
@@ -458,6 +459,30 @@ class RootSupervisor:
             ray.kill(child.handle, no_restart=True)
             self._event("remove", child)
         self._tell_fetcher("remove_symbol", symbol)
+        return True
+
+    # --- strategies -----------------------------------------------------------------------
+    def set_strategy_enabled(self, strategy: str, enabled: bool) -> bool:
+        """Enable or disable a running strategy (admin ``/strategy``); False when none has that name.
+
+        The flag is written to Redis first — the strategy actor restores it in its constructor, so a
+        restart keeps a disabled strategy disabled — then told to the live actor. An actor that does
+        not answer (being restarted) picks the flag up when it comes back, so that is not an error.
+        """
+        with self._lock:
+            child = next((c for c in self.children.values() if c.kind == "strategy" and c.key == strategy), None)
+        if child is None:
+            return False
+        self.redis.hset(keys.STRATEGY_ENABLED, strategy, "1" if enabled else "0")
+        self._event("strategy_enabled" if enabled else "strategy_disabled", child)
+        if child.handle is not None:
+            try:
+                ray.get(child.handle.set_enabled.remote(enabled), timeout=self.config.system.supervisor.ping_timeout_s)
+            except Exception as exc:
+                self.log.warning(
+                    "strategy not told; it restores the flag when restarted",
+                    extra={"strategy": strategy, "error": f"{type(exc).__name__}: {exc}"},
+                )
         return True
 
     # --- emergency ----------------------------------------------------------------------

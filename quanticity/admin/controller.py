@@ -7,10 +7,11 @@ Order of every handling, for commands and callbacks alike:
 3. the action goes through :class:`SystemControl` / :class:`RiskControl` only;
 4. the outcome (``ok``, ``error`` …) is audited before the reply is returned.
 
-/flatten is two-step: it only creates a single-use confirmation bound to the asking admin and
-chat, expiring after ``confirm_ttl_s``; the Confirm button of anyone else, or a late one, does
-nothing. A confirmed flatten first sets the gate to REDUCING (exits only — no new entries race
-the flatten), then cancels working orders, then sells every position.
+The destructive commands, /halt and /flatten, are two-step: they only create a single-use
+confirmation bound to the asking admin and chat (carrying the reason), expiring after
+``confirm_ttl_s``; the Confirm button of anyone else, or a late one, does nothing. A confirmed
+halt sets the gate HALTED; a confirmed flatten is the supervisor's emergency flatten (HALTED
+first, so no new entry races it, then cancel every working order and sell every position).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 HELP = (
     "Commands:\n"
     "/status · /positions · /pnl\n"
-    "/halt [reason] · /resume · /reduce · /flatten\n"
+    "/halt [reason] · /flatten (both ask you to confirm)\n"
+    "/resume · /reduce\n"
     "/approve [id] · /reject [id]\n"
     "/strategy enable|disable NAME\n"
     "/universe add|remove SYMBOL\n"
@@ -110,8 +112,8 @@ class AdminController:
             return self._refuse(user_id, chat_id, "callback", data)
         try:
             action, _, ident = data.partition(":")
-            if action == "fl":
-                reply, outcome = await self._flatten_answer(user_id, chat_id, ident)
+            if action == "cf":
+                reply, outcome = await self._confirm_answer(user_id, chat_id, ident)
             elif action in ("ap", "rj"):
                 reply, outcome = self._decide(user_id, ident, approved=action == "ap")
             else:
@@ -125,10 +127,17 @@ class AdminController:
         return reply
 
     def request_approval(
-        self, kind: str, summary: str, payload: dict[str, Any] | None = None
+        self,
+        kind: str,
+        summary: str,
+        payload: dict[str, Any] | None = None,
+        approval_id: str | None = None,
+        expires_ns: int | None = None,
     ) -> tuple[Approval, Reply]:
-        """Queue an item for approval; returns it and the message (with buttons) to push to the admin chat."""
-        item = self._approvals.submit(kind, summary, payload)
+        """Queue an item for approval; returns it and the message (with buttons) to push to the admin chat.
+
+        ``approval_id``/``expires_ns``: see :meth:`ApprovalBook.submit` (the risk gate's parked trades)."""
+        item = self._approvals.submit(kind, summary, payload, approval_id, expires_ns)
         self._audit.record(
             0, self.config.admin_chat_id or 0, "system", summary, "approval_requested", "ok", item.approval_id
         )
@@ -191,7 +200,8 @@ class AdminController:
         return Reply(f"Trading state: {new_state} ({reason})")
 
     async def _halt(self, user_id: int, chat_id: int, args: list[str]) -> Reply:
-        return await self._set_state("HALTED", user_id, args, "manual halt")
+        reason = f"admin {user_id}: {' '.join(args) or 'manual halt'}"
+        return self._ask("halt", user_id, chat_id, reason, f"⚠️ HALT trading ({reason})? Only cancels will pass.")
 
     async def _resume(self, user_id: int, chat_id: int, args: list[str]) -> Reply:
         return await self._set_state("ACTIVE", user_id, args, "manual resume")
@@ -200,32 +210,43 @@ class AdminController:
         return await self._set_state("REDUCING", user_id, args, "manual reduce")
 
     async def _flatten(self, user_id: int, chat_id: int, args: list[str]) -> Reply:
-        item = self._confirmations.create("flatten", user_id, chat_id)
+        reason = f"admin {user_id}: flatten"
+        return self._ask("flatten", user_id, chat_id, reason, "⚠️ Flatten ALL positions and cancel all orders?")
+
+    def _ask(self, action: str, user_id: int, chat_id: int, reason: str, question: str) -> Reply:
+        """A destructive command only asks: a single-use confirmation bound to this admin and chat,
+        carrying the reason, answered by :meth:`_confirm_answer` (one handler for every such command)."""
+        item = self._confirmations.create(action, user_id, chat_id, reason)
         ttl = int(self.config.confirm_ttl_s)
         return Reply(
-            f"⚠️ Flatten ALL positions and cancel all orders? Confirm within {ttl} s.",
-            ((Button("✅ Confirm flatten", f"fl:ok:{item.token}"), Button("✖ Cancel", f"fl:no:{item.token}")),),
+            f"{question} Confirm within {ttl} s.",
+            ((Button(f"✅ Confirm {action}", f"cf:ok:{item.token}"), Button("✖ Cancel", f"cf:no:{item.token}")),),
         )
 
-    async def _flatten_answer(self, user_id: int, chat_id: int, ident: str) -> tuple[Reply, str]:
+    async def _confirm_answer(self, user_id: int, chat_id: int, ident: str) -> tuple[Reply, str]:
+        """The Confirm/Cancel press of any confirmation; what is done is read from the stored token."""
         verb, _, token = ident.partition(":")
         if verb not in ("ok", "no") or not token:
-            raise CommandError(f"callback: flatten button {ident[:40]!r} is malformed")
-        status, _ = self._confirmations.consume(token, user_id, chat_id)
+            raise CommandError(f"callback: confirmation button {ident[:40]!r} is malformed")
+        status, item = self._confirmations.consume(token, user_id, chat_id)
         if status == "foreign":
             return Reply("⛔ This confirmation belongs to another admin or chat; nothing done."), "foreign"
-        if status == "expired":
-            return Reply("⌛ Confirmation expired; nothing done. Send /flatten again.", settles=True), "expired"
-        if status == "unknown":
+        if status == "expired" and item is not None:
+            return Reply(f"⌛ Confirmation expired; nothing done. Send /{item.action} again.", settles=True), "expired"
+        if status != "ok" or item is None:
             return Reply("Confirmation already used or unknown; nothing done.", settles=True), "unknown"
         if verb == "no":
-            return Reply("Flatten cancelled.", settles=True), "cancelled"
-        reason = f"admin {user_id}: flatten"
-        state = await self._risk.set_state("REDUCING", reason)
-        cancelled = await self._system.cancel_all(reason)
-        summary = await self._system.flatten(reason)
-        text = f"🧯 Flatten sent. Trading {state}; {cancelled} order(s) cancelled; {summary}"
-        return Reply(text, settles=True), "flattened"
+            return Reply(f"{item.action.capitalize()} cancelled.", settles=True), "cancelled"
+        if item.action == "halt":
+            state = await self._risk.set_state("HALTED", item.detail)
+            return Reply(f"🛑 Trading state: {state} ({item.detail})", settles=True), "halted"
+        if item.action == "flatten":
+            # the supervisor's emergency path sets HALTED first, then cancels and closes everything;
+            # the reply reports the state the gate is really in afterwards
+            summary = await self._system.flatten(item.detail)
+            state = await self._risk.trading_state()
+            return Reply(f"🧯 Flatten sent. Trading {state}; {summary}", settles=True), "flattened"
+        raise CommandError(f"callback: confirmation of {item.action!r} has no action")
 
     async def _approve_cmd(self, user_id: int, chat_id: int, args: list[str]) -> Reply:
         return self._decision_cmd(user_id, args, approved=True)

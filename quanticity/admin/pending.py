@@ -1,4 +1,4 @@
-"""Things waiting for a person: approvals (high-risk trades, reports) and confirmations (/flatten).
+"""Things waiting for a person: approvals (high-risk trades, reports) and confirmations (/flatten, /halt).
 
 Both live in Redis so an admin actor restart loses neither, and both are decided atomically:
 two admins pressing Approve at once produce exactly one decision. Expiry is judged on the
@@ -50,11 +50,29 @@ class ApprovalBook:
         self._ttl_ns = int(ttl_s * NS_PER_SECOND)
         self._decide = client.register_script(_DECIDE)
 
-    def submit(self, kind: str, summary: str, payload: dict[str, Any] | None = None) -> Approval:
-        """Add an item awaiting /approve or /reject."""
+    def submit(
+        self,
+        kind: str,
+        summary: str,
+        payload: dict[str, Any] | None = None,
+        approval_id: str | None = None,
+        expires_ns: int | None = None,
+    ) -> Approval:
+        """Add an item awaiting /approve or /reject.
+
+        A requester that names the item itself (``approval_id``: the risk gate uses the parked
+        order's reference) may submit it again after a crash: the pending item is kept, not doubled.
+        ``expires_ns`` overrides the book's lifetime (the gate's approval deadline).
+        """
+        if approval_id is not None and not (approval_id.isalnum() and len(approval_id) <= 32):
+            raise ValueError(f"approval_id: {approval_id!r} must be alphanumeric, at most 32 characters")
         now = self._clock.now_ns()
-        item = Approval(secrets.token_hex(4), kind, summary, payload or {}, now, now + self._ttl_ns)
-        self._client.hset(keys.ADMIN_APPROVALS, item.approval_id, json.dumps(asdict(item)))
+        expires = now + self._ttl_ns if expires_ns is None else expires_ns
+        item = Approval(approval_id or secrets.token_hex(4), kind, summary, payload or {}, now, expires)
+        if not self._client.hsetnx(keys.ADMIN_APPROVALS, item.approval_id, json.dumps(asdict(item))):
+            existing = self._client.hget(keys.ADMIN_APPROVALS, item.approval_id)
+            if existing is not None:  # (None: decided in between — the item stands as it was asked)
+                return Approval(**json.loads(existing))
         return item
 
     def pending(self) -> list[Approval]:
@@ -91,13 +109,18 @@ class ApprovalBook:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """A question asked of one admin in one chat: confirm ``action`` before ``expires_ns``."""
+    """A question asked of one admin in one chat: confirm ``action`` before ``expires_ns``.
+
+    ``detail`` carries what the action needs when confirmed (the /halt reason), so the button's
+    callback data stays an opaque token and a forged press cannot change what is done.
+    """
 
     token: str
     action: str
     user_id: int
     chat_id: int
     expires_ns: int
+    detail: str = ""
 
 
 class ConfirmationBook:
@@ -108,11 +131,11 @@ class ConfirmationBook:
         self._clock = clock
         self._ttl_s = ttl_s
 
-    def create(self, action: str, user_id: int, chat_id: int) -> Confirmation:
-        """A new token for ``action``."""
+    def create(self, action: str, user_id: int, chat_id: int, detail: str = "") -> Confirmation:
+        """A new token for ``action`` (``detail``: what the confirmed action needs, e.g. a reason)."""
         token = secrets.token_urlsafe(9)
         expires = self._clock.now_ns() + int(self._ttl_s * NS_PER_SECOND)
-        item = Confirmation(token, action, user_id, chat_id, expires)
+        item = Confirmation(token, action, user_id, chat_id, expires, detail)
         # the Redis TTL is cleanup only (generous: simulated time may run slower than wall time)
         self._client.set(keys.admin_confirmation(token), json.dumps(asdict(item)), ex=int(self._ttl_s * 10) + 60)
         return item

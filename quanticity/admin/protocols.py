@@ -49,15 +49,12 @@ class SystemControl(Protocol):
         ...
 
     async def flatten(self, reason: str) -> str:
-        """Sell every open position (emergency flatten); returns a one-line summary."""
-        ...
-
-    async def cancel_all(self, reason: str) -> int:
-        """Cancel every working order; returns how many were cancelled."""
+        """Emergency flatten: HALTED, cancel every working order, sell every position; a one-line summary."""
         ...
 
     async def set_strategy_enabled(self, name: str, enabled: bool) -> bool:
-        """Enable/disable a strategy; False when no strategy has that name."""
+        """Enable/disable a strategy (persisted: it survives the strategy's restart); False when no
+        strategy has that name."""
         ...
 
     async def add_symbol(self, symbol: str) -> str:

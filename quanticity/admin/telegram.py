@@ -163,3 +163,76 @@ class AlertPusher:
                 log.warning("alert stream unreadable", extra={"error": str(exc)})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
+
+
+class ApprovalRequestPusher:
+    """Puts the risk gate's approval requests in front of the admin: a message with Approve/Reject buttons.
+
+    The gate parks a high-risk entry and appends a request to ``system:risk:approvals:requests``
+    (see :mod:`quanticity.risk.approvals`). Each request becomes an item of the admin's
+    :class:`~quanticity.admin.pending.ApprovalBook` named by the order reference — so a request
+    repeated after a crash is the same item, decided once — and a message to the admin chat. The
+    cursor advances only after Telegram accepted the message (at-least-once, as for alerts). A
+    request whose entry is no longer parked (it timed out meanwhile) is skipped.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        bot: TelegramAdminBot,
+        admin_chat_id: int,
+        counters: Counters | None = None,
+        batch: int = 100,
+    ) -> None:
+        self._client = client
+        self._bot = bot
+        self._chat_id = admin_chat_id
+        self.counters = counters or Counters()
+        self._batch = batch
+
+    async def push_pending(self) -> int:
+        """Send every request after the cursor; returns how many were sent. Stops at the first send failure."""
+        cursor = await asyncio.to_thread(self._client.get, keys.ADMIN_APPROVAL_REQUESTS_CURSOR) or "0-0"
+        entries = await asyncio.to_thread(
+            self._client.xrange, keys.RISK_APPROVAL_REQUESTS, f"({cursor}", "+", self._batch
+        )
+        sent = 0
+        for entry_id, fields in entries:
+            order_ref = str(fields.get("order_ref", ""))
+            parked = await asyncio.to_thread(self._client.hexists, keys.RISK_APPROVALS_PARKED, order_ref)
+            if parked:
+                try:
+                    _, reply = self._bot.controller.request_approval(
+                        "trade",
+                        str(fields.get("summary", "")),
+                        {"order_ref": order_ref},
+                        approval_id=order_ref,
+                        expires_ns=int(fields.get("deadline_ns", "")),
+                    )
+                except ValueError as exc:  # a malformed request: nothing to ask; counted and logged, skipped
+                    self.counters.add("approvals.malformed")
+                    log.error("approval request unusable", extra={"entry": entry_id, "error": str(exc)})
+                else:
+                    try:
+                        await self._bot.send(self._chat_id, reply)
+                    except TelegramError as exc:
+                        self.counters.add("approvals.push_failed")
+                        log.warning("approval request not sent; will retry", extra={"error": str(exc)})
+                        return sent
+                    sent += 1
+                    self.counters.add("approvals.requested")
+            else:
+                self.counters.add("approvals.skipped")
+            await asyncio.to_thread(self._client.set, keys.ADMIN_APPROVAL_REQUESTS_CURSOR, entry_id)
+        return sent
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Push until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.push_pending()
+            except redis.RedisError as exc:
+                self.counters.add("approvals.read_failed")
+                log.warning("approval request stream unreadable", extra={"error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)

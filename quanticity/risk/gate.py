@@ -62,6 +62,11 @@ class Reason:
     MAX_NOTIONAL = "MAX_NOTIONAL"
     CORRELATION_LIMIT = "CORRELATION_LIMIT"
     DRAWDOWN_LIMIT = "DRAWDOWN_LIMIT"
+    # high-risk entries an admin must approve (quanticity.risk.approvals)
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    APPROVED_BY_ADMIN = "APPROVED_BY_ADMIN"
+    APPROVAL_REJECTED = "APPROVAL_REJECTED"
+    APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
 
 
 _STATE_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
@@ -180,6 +185,22 @@ class RiskGate:
         else:
             self.denied += 1
         return decision, intent
+
+    def recheck_release(self, deadline_ns: int, now_ns: int) -> tuple[str, str] | None:
+        """Re-check an admin-approved, parked entry at the moment it would be released to the router.
+
+        The gate judged it when it was parked; what may have changed since is the trading state (a
+        halt or a breaker while the admin was deciding) and the age of its inputs: past the approval
+        deadline they are stale, so the entry is denied. Returns (reason code, detail) to deny, None to release.
+        """
+        if self.state is TradingState.HALTED:
+            return Reason.STATE_HALTED, f"trading HALTED ({self.state_reason})"
+        if self.state is TradingState.REDUCING:
+            return Reason.STATE_REDUCING, "trading REDUCING: exits only"
+        if now_ns > deadline_ns:
+            late_s = (now_ns - deadline_ns) / NS
+            return Reason.APPROVAL_EXPIRED, f"approved {late_s:.1f} s after the approval deadline: inputs stale"
+        return None
 
     def evaluate_cancel(self, request: CancelRequest, now_ns: int) -> RiskDecision:
         """Cancels pass in every state, HALTED included (SPEC §8): they only ever remove risk.

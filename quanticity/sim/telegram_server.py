@@ -23,8 +23,10 @@ The API other components build on (tests of the admin control and the overseer u
   the Message objects the API returned (plus ``reply_markup`` when one was sent).
 * :attr:`TelegramTwin.edits` — every accepted editMessageText call (chat_id, message_id, text).
 * :attr:`TelegramTwin.callback_answers` — every accepted answerCallbackQuery call.
-* ``POST /_twin/inject`` ``{"user_id", "chat_id", "text"}`` and ``GET /_twin/messages?chat_id=`` — the
-  same from another process (``python -m supervisors.ops_run "/status"`` talks to the admin bot this way).
+* ``POST /_twin/inject`` ``{"user_id", "chat_id", "text"}``, ``POST /_twin/press`` ``{"user_id",
+  "chat_id", "message_id", "data"}``, ``GET /_twin/messages?chat_id=`` and ``GET /_twin/edits?chat_id=``
+  — the same from another process (``quanticity admin "/status"`` talks to the admin bot this way,
+  and ``quanticity admin --press Confirm "/halt drill"`` presses the button the bot answered with).
 * :attr:`TelegramTwin.faults` — :class:`~quanticity.sim.twin_common.FaultPlan` (next N calls 429
   / 500 / slow; poison texts that always fail).
 
@@ -209,6 +211,8 @@ class TelegramTwin(LoopbackServer):
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_post("/_twin/inject", self._post_inject)
         app.router.add_get("/_twin/messages", self._get_messages)
+        app.router.add_post("/_twin/press", self._post_press)
+        app.router.add_get("/_twin/edits", self._get_edits)
         return app
 
     async def _post_inject(self, request: web.Request) -> web.Response:
@@ -219,6 +223,27 @@ class TelegramTwin(LoopbackServer):
         except (KeyError, TypeError, ValueError, TelegramApiError) as exc:
             return web.json_response({"ok": False, "description": f"bad inject request: {exc}"}, status=400)
         return web.json_response({"ok": True, "update_id": update_id})
+
+    async def _post_press(self, request: web.Request) -> web.Response:
+        """Control endpoint: ``{"user_id", "chat_id", "message_id", "data"}`` → an inline-button press."""
+        try:
+            body = await request.json()
+            query_id = self.inject_callback(
+                int(body["user_id"]), _chat_id(body["chat_id"]), int(body["message_id"]), str(body["data"])
+            )
+        except (KeyError, TypeError, ValueError, TelegramApiError) as exc:
+            return web.json_response({"ok": False, "description": f"bad press request: {exc}"}, status=400)
+        return web.json_response({"ok": True, "callback_query_id": query_id})
+
+    async def _get_edits(self, request: web.Request) -> web.Response:
+        """Control endpoint: every editMessageText the bot made in ``?chat_id=``, oldest first."""
+        try:
+            chat = _chat_id(request.query["chat_id"])
+        except (KeyError, TelegramApiError) as exc:
+            return web.json_response({"ok": False, "description": f"chat_id: {exc}"}, status=400)
+        with self._lock:
+            edits = [dict(e) for e in self.edits if _chat_key(e["chat_id"]) == chat]
+        return web.json_response({"ok": True, "result": edits})
 
     async def _get_messages(self, request: web.Request) -> web.Response:
         """Control endpoint: every message the bot sent to ``?chat_id=``."""

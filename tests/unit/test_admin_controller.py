@@ -22,10 +22,27 @@ CHAT = 5005
 T0 = 1_750_000_000_000_000_000
 
 
-class MemorySystem:
-    """SystemControl recording every call."""
+class MemoryRisk:
+    """RiskControl keeping the state in memory."""
 
     def __init__(self) -> None:
+        self.state = "ACTIVE"
+        self.calls: list[tuple[str, str]] = []
+
+    async def set_state(self, state: str, reason: str) -> str:
+        self.calls.append((state, reason))
+        self.state = state
+        return state
+
+    async def trading_state(self) -> str:
+        return self.state
+
+
+class MemorySystem:
+    """SystemControl recording every call; its flatten, like the supervisor's emergency path, halts the gate."""
+
+    def __init__(self, risk: MemoryRisk | None = None) -> None:
+        self.risk = risk
         self.calls: list[tuple] = []
         self.strategies = {"zero_dte_gamma": True, "moc_imbalance": True}
         self.universe = {"SPY", "QQQ"}
@@ -41,11 +58,9 @@ class MemorySystem:
 
     async def flatten(self, reason: str) -> str:
         self.calls.append(("flatten", reason))
-        return "1 position sold"
-
-    async def cancel_all(self, reason: str) -> int:
-        self.calls.append(("cancel_all", reason))
-        return 2
+        if self.risk is not None:
+            self.risk.state = "HALTED"
+        return "2 orders cancelled, 1 position sold"
 
     async def set_strategy_enabled(self, name: str, enabled: bool) -> bool:
         self.calls.append(("strategy", name, enabled))
@@ -70,22 +85,6 @@ class MemorySystem:
         return "intraday report queued"
 
 
-class MemoryRisk:
-    """RiskControl keeping the state in memory."""
-
-    def __init__(self) -> None:
-        self.state = "ACTIVE"
-        self.calls: list[tuple[str, str]] = []
-
-    async def set_state(self, state: str, reason: str) -> str:
-        self.calls.append((state, reason))
-        self.state = state
-        return state
-
-    async def trading_state(self) -> str:
-        return self.state
-
-
 class Rig:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -93,8 +92,8 @@ class Rig:
         self.config = AdminConfig(
             allowed_user_ids=frozenset({ADMIN, OTHER_ADMIN}), admin_chat_id=CHAT, confirm_ttl_s=60
         )
-        self.system = MemorySystem()
         self.risk = MemoryRisk()
+        self.system = MemorySystem(self.risk)
         self.audit = AdminAudit(client, self.clock)
         self.approvals = ApprovalBook(client, self.clock, self.config.approval_ttl_s)
         self.controller = AdminController(
@@ -114,66 +113,101 @@ class Rig:
 
 
 def _token(reply) -> str:  # noqa: ANN001
-    return reply.buttons[0][0].data.removeprefix("fl:ok:")
+    """The confirmation token of a question's Confirm button (``cf:ok:<token>``)."""
+    confirm, cancel = reply.buttons[0]
+    assert confirm.data.startswith("cf:ok:") and cancel.data == confirm.data.replace("cf:ok:", "cf:no:")
+    return confirm.data.removeprefix("cf:ok:")
 
 
 def test_unauthorised_commands_and_button_presses_change_nothing_and_are_audited(redis_client: redis.Redis) -> None:
     rig = Rig(redis_client)
     flatten = rig.command(ADMIN, "/flatten")
+    halt = rig.command(ADMIN, "/halt drill")
     for text in ("/halt", "/flatten", "/universe add TSLA", "/strategy disable moc_imbalance", "hello"):
         assert rig.command(STRANGER, text).text == NOT_AUTHORISED
-    assert rig.press(STRANGER, f"fl:ok:{_token(flatten)}").text == NOT_AUTHORISED
+    assert rig.press(STRANGER, f"cf:ok:{_token(flatten)}").text == NOT_AUTHORISED
+    assert rig.press(STRANGER, f"cf:ok:{_token(halt)}").text == NOT_AUTHORISED
     approval, _ = rig.controller.request_approval("trade", "BUY 50 SPY 440C @ 2.50")
     assert rig.press(STRANGER, f"ap:{approval.approval_id}").text == NOT_AUTHORISED
     assert rig.risk.calls == [] and rig.system.calls == [] and rig.risk.state == "ACTIVE"
     assert [a.approval_id for a in rig.approvals.pending()] == [approval.approval_id]
     refused = [e for e in rig.audit.entries() if e["outcome"] == "refused"]
-    assert len(refused) == 7 and {e["user_id"] for e in refused} == {str(STRANGER)}
+    assert len(refused) == 8 and {e["user_id"] for e in refused} == {str(STRANGER)}
     assert {e["kind"] for e in refused} == {"command", "callback"}
-    # the stranger's press did not consume the admin's confirmation
-    assert "Flatten sent" in rig.press(ADMIN, f"fl:ok:{_token(flatten)}").text
+    # the stranger's presses consumed neither of the admin's confirmations
+    assert "HALTED" in rig.press(ADMIN, f"cf:ok:{_token(halt)}").text
+    assert "Flatten sent" in rig.press(ADMIN, f"cf:ok:{_token(flatten)}").text
 
 
-def test_halt_resume_reduce_go_to_the_risk_gate_and_are_audited(redis_client: redis.Redis) -> None:
+def test_resume_and_reduce_act_at_once_halt_only_after_its_confirmation(redis_client: redis.Redis) -> None:
     rig = Rig(redis_client)
-    assert "HALTED" in rig.command(ADMIN, "/halt feed looks wrong").text
-    assert rig.risk.calls[-1] == ("HALTED", f"admin {ADMIN}: feed looks wrong")
+    asked = rig.command(ADMIN, "/halt feed looks wrong")
+    assert "Confirm within 60 s" in asked.text and rig.risk.calls == [] and rig.risk.state == "ACTIVE"
+    done = rig.press(ADMIN, f"cf:ok:{_token(asked)}")
+    assert done.settles and "HALTED" in done.text
+    # the reason travelled in the stored confirmation, not in the button
+    assert rig.risk.calls == [("HALTED", f"admin {ADMIN}: feed looks wrong")]
     assert "REDUCING" in rig.command(ADMIN, "/reduce").text
     assert "ACTIVE" in rig.command(ADMIN, "/resume@QuantBot").text
     assert [c[0] for c in rig.risk.calls] == ["HALTED", "REDUCING", "ACTIVE"]
-    ok = [e for e in rig.audit.entries() if e["outcome"] == "ok"]
-    assert [e["action"] for e in ok] == ["/halt", "/reduce", "/resume@QuantBot"]
+    audited = [(e["kind"], e["action"], e["outcome"]) for e in rig.audit.entries()]
+    assert audited == [
+        ("command", "/halt", "ok"),
+        ("callback", "cf", "halted"),
+        ("command", "/reduce", "ok"),
+        ("command", "/resume@QuantBot", "ok"),
+    ]
 
 
-def test_flatten_needs_a_fresh_confirmation_from_the_same_admin(redis_client: redis.Redis) -> None:
+@pytest.mark.parametrize("command", ["/halt drill", "/flatten"])
+def test_a_confirmation_is_single_use_and_bound_to_the_asking_admin_and_chat(
+    redis_client: redis.Redis, command: str
+) -> None:
     rig = Rig(redis_client)
-    asked = rig.command(ADMIN, "/flatten")
-    assert rig.system.calls == [] and len(asked.buttons[0]) == 2
+    asked = rig.command(ADMIN, command)
+    assert rig.system.calls == [] and rig.risk.calls == [] and len(asked.buttons[0]) == 2
     token = _token(asked)
-    foreign = rig.press(OTHER_ADMIN, f"fl:ok:{token}")
+    foreign = rig.press(OTHER_ADMIN, f"cf:ok:{token}")
     assert "another admin" in foreign.text and not foreign.settles
-    other_chat = rig.press(ADMIN, f"fl:ok:{token}", chat=CHAT + 1)
+    other_chat = rig.press(ADMIN, f"cf:ok:{token}", chat=CHAT + 1)
     assert "another admin or chat" in other_chat.text
-    assert rig.system.calls == [] and rig.risk.calls == []
-    done = rig.press(ADMIN, f"fl:ok:{token}")
-    assert done.settles and "Flatten sent" in done.text and "2 order(s) cancelled" in done.text
-    assert [c[0] for c in rig.system.calls] == ["cancel_all", "flatten"] and rig.risk.state == "REDUCING"
-    again = rig.press(ADMIN, f"fl:ok:{token}")  # single use
-    assert "already used" in again.text and len(rig.system.calls) == 2
+    assert rig.system.calls == [] and rig.risk.calls == [] and rig.risk.state == "ACTIVE"
+    done = rig.press(ADMIN, f"cf:ok:{token}")
+    assert done.settles and rig.risk.state == "HALTED"
+    again = rig.press(ADMIN, f"cf:ok:{token}")  # single use
+    assert "already used" in again.text
+    if command == "/flatten":
+        # the supervisor's emergency flatten did everything (HALTED first); the reply reports the real state
+        assert "Flatten sent. Trading HALTED" in done.text and "2 orders cancelled" in done.text
+        assert rig.system.calls == [("flatten", f"admin {ADMIN}: flatten")] and rig.risk.calls == []
+    else:
+        assert rig.risk.calls == [("HALTED", f"admin {ADMIN}: drill")] and rig.system.calls == []
     outcomes = [e["outcome"] for e in rig.audit.entries() if e["kind"] == "callback"]
-    assert outcomes == ["foreign", "foreign", "flattened", "unknown"]
+    assert outcomes == ["foreign", "foreign", "flattened" if command == "/flatten" else "halted", "unknown"]
 
 
-def test_expired_or_cancelled_flatten_does_nothing(redis_client: redis.Redis) -> None:
+@pytest.mark.parametrize("command", ["/halt", "/flatten"])
+def test_expired_or_cancelled_confirmation_does_nothing(redis_client: redis.Redis, command: str) -> None:
     rig = Rig(redis_client)
-    token = _token(rig.command(ADMIN, "/flatten"))
+    token = _token(rig.command(ADMIN, command))
     rig.clock.advance(60)
-    assert "expired" in rig.press(ADMIN, f"fl:ok:{token}").text
-    token = _token(rig.command(ADMIN, "/flatten"))
+    late = rig.press(ADMIN, f"cf:ok:{token}")
+    assert "expired" in late.text and f"Send {command} again" in late.text
+    token = _token(rig.command(ADMIN, command))
     rig.clock.advance(59)
-    assert rig.press(ADMIN, f"fl:no:{token}").text == "Flatten cancelled."
-    assert "already used" in rig.press(ADMIN, f"fl:ok:{token}").text
-    assert rig.system.calls == [] and rig.risk.calls == []
+    assert rig.press(STRANGER, f"cf:no:{token}").text == NOT_AUTHORISED  # a stranger cannot even cancel
+    assert rig.press(ADMIN, f"cf:no:{token}").text == f"{command[1:].capitalize()} cancelled."
+    assert "already used" in rig.press(ADMIN, f"cf:ok:{token}").text
+    assert rig.system.calls == [] and rig.risk.calls == [] and rig.risk.state == "ACTIVE"
+    outcomes = [e["outcome"] for e in rig.audit.entries() if e["kind"] == "callback"]
+    assert outcomes == ["expired", "refused", "cancelled", "unknown"]
+
+
+def test_malformed_confirmation_button_is_rejected(redis_client: redis.Redis) -> None:
+    rig = Rig(redis_client)
+    assert "is malformed" in rig.press(ADMIN, "cf:maybe:abc").text
+    assert "already used or unknown" in rig.press(ADMIN, "cf:ok:forged-token").text
+    assert rig.risk.calls == [] and rig.system.calls == []
 
 
 def test_approvals_are_decided_once_by_command_or_button(redis_client: redis.Redis) -> None:
@@ -238,7 +272,9 @@ def test_failing_control_is_reported_and_audited(redis_client: redis.Redis) -> N
         raise TimeoutError("risk gate did not answer")
 
     rig.risk.set_state = broken  # type: ignore[method-assign]
-    assert rig.command(ADMIN, "/halt").text.startswith("⚠️ Failed: TimeoutError")
+    assert rig.command(ADMIN, "/resume").text.startswith("⚠️ Failed: TimeoutError")
+    assert rig.audit.entries()[-1]["outcome"] == "error"
+    assert rig.press(ADMIN, f"cf:ok:{_token(rig.command(ADMIN, '/halt'))}").text.startswith("⚠️ Failed: TimeoutError")
     assert rig.audit.entries()[-1]["outcome"] == "error"
     assert "is not a known button" in rig.press(ADMIN, "xx:1").text
 

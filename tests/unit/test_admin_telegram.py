@@ -36,7 +36,8 @@ def test_commands_buttons_and_alert_push_over_telegram(redis_client: redis.Redis
         await twin.start()
         clock = SimulatedClock(T0)
         config = AdminConfig(allowed_user_ids=frozenset({ADMIN}), admin_chat_id=CHAT)
-        system, risk = MemorySystem(), MemoryRisk()
+        risk = MemoryRisk()
+        system = MemorySystem(risk)
         audit = AdminAudit(redis_client, clock)
         controller = AdminController(
             config,
@@ -56,19 +57,30 @@ def test_commands_buttons_and_alert_push_over_telegram(redis_client: redis.Redis
             assert sent()[0]["text"] == NOT_AUTHORISED and risk.calls == []
 
             twin.inject_message(ADMIN, CHAT, "/halt drill")
-            await _until(lambda: len(sent()) == 2, "the halt reply")
-            assert risk.state == "HALTED" and "HALTED" in sent()[1]["text"]
+            await _until(lambda: len(sent()) == 2, "the halt question")
+            question = sent()[1]
+            assert risk.calls == [] and "HALT trading" in question["text"]
+            confirm = question["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            twin.inject_callback(STRANGER, CHAT, question["message_id"], confirm)
+            await _until(lambda: len(twin.callback_answers) == 1, "the stranger's popup on halt")
+            assert risk.calls == [] and twin.edits == []
+            twin.inject_callback(ADMIN, CHAT, question["message_id"], confirm)
+            await _until(lambda: len(twin.edits) == 1, "the settled halt")
+            assert risk.state == "HALTED" and "HALTED" in twin.edits[0]["text"]
+            assert twin.edits[0]["message_id"] == question["message_id"]
+            await risk.set_state("ACTIVE", "drill over")
 
             twin.inject_message(ADMIN, CHAT, "/flatten")
             await _until(lambda: len(sent()) == 3, "the flatten question")
             question = sent()[2]
             confirm = question["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
             twin.inject_callback(STRANGER, CHAT, question["message_id"], confirm)
-            await _until(lambda: len(twin.callback_answers) == 1, "the stranger's popup")
-            assert system.calls == [] and twin.edits == []
+            await _until(lambda: len(twin.callback_answers) == 3, "the stranger's popup on flatten")
+            assert system.calls == [] and len(twin.edits) == 1
             twin.inject_callback(ADMIN, CHAT, question["message_id"], confirm)
-            await _until(lambda: len(twin.edits) == 1, "the settled flatten")
-            assert "Flatten sent" in twin.edits[0]["text"] and [c[0] for c in system.calls] == ["cancel_all", "flatten"]
+            await _until(lambda: len(twin.edits) == 2, "the settled flatten")
+            assert "Flatten sent. Trading HALTED" in twin.edits[1]["text"]
+            assert [c[0] for c in system.calls] == ["flatten"]
 
             alerts = RedisAdminAlerts(redis_client, clock)
             await alerts.alert("CRITICAL", "ibkr heartbeat 61 s old; trading HALTED")
@@ -91,6 +103,8 @@ def test_commands_buttons_and_alert_push_over_telegram(redis_client: redis.Redis
         assert outcomes == [
             ("command", "refused"),
             ("command", "ok"),
+            ("callback", "refused"),
+            ("callback", "halted"),
             ("command", "ok"),
             ("callback", "refused"),
             ("callback", "flattened"),
