@@ -6,7 +6,11 @@ one; each event is scheduled in the thread of the position's entry alert.
 Each fill is scheduled for every tier of the channel (idempotently: a replayed fill schedules
 nothing new) and what is due now — premium — is delivered before the cursor moves on; a ticker
 delivers the delayed tiers. The schedule and the delivery records live in Redis, so a restarted
-publisher neither loses nor repeats a message.
+publisher neither loses nor repeats a message. A record that cannot be read is dead-lettered with
+its reason (:mod:`quanticity.distribution.intake`) and the cursor moves on.
+
+``drill_pause_after`` / ``drill_paused`` are the fault drill's handle: hold the delivery loop
+between two sends so a test can kill the process at a known point mid-batch.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ import ray
 from actors.common import STALL_LIMIT_S, ActorShell, StreamFollower
 from quanticity import keys
 from quanticity.config.models import QuanticityConfig
-from quanticity.distribution.context import fill_context
 from quanticity.distribution.factory import build_sender
+from quanticity.distribution.intake import schedule_fill_record, schedule_followup_record
 from quanticity.distribution.publisher import Publisher
-from quanticity.messages import Fill, PositionEvent, decode
 from quanticity.session import RunSpec
 
 DELIVERY_TIMEOUT_S = 60.0
@@ -82,16 +85,15 @@ class PublisherActor(ActorShell):
 
     def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
         started = time.perf_counter()
-        try:
-            fill = decode(fields["fill"], Fill)
-            realized = float(fields.get("realized", 0.0))
-            context = fill_context(self.redis, fill, realized, self.equity)
-            new = self.publisher.on_fill(fill, context)
-        except (KeyError, ValueError) as exc:
+        intake = schedule_fill_record(self.publisher, self.redis, entry_id, fields, self.equity)
+        if intake.outcome == "malformed":
             self.errors += 1
-            self.log.error("malformed fill record skipped", extra={"entry": entry_id, "error": str(exc)})
+            self.log.error(
+                "malformed fill record dead-lettered",
+                extra={"channel": self.channel, "entry": entry_id, "error": intake.error},
+            )
         else:
-            if new:
+            if intake.new:
                 self.published += 1
                 self.events += 1
             else:
@@ -124,22 +126,36 @@ class PublisherActor(ActorShell):
         if self._fills_behind():
             self.followups_waited += 1
             return False
-        try:
-            event = decode(fields["event"], PositionEvent)
-            new = self.publisher.on_followup(event)
-        except (KeyError, ValueError) as exc:  # msgspec.ValidationError is a ValueError
+        intake = schedule_followup_record(self.publisher, self.redis, entry_id, fields)
+        if intake.outcome == "malformed":
             self.errors += 1
-            self.log.error("malformed position event skipped", extra={"entry": entry_id, "error": str(exc)})
-            return True
-        self.followups_scheduled += len(new)
+            self.log.error(
+                "malformed position event dead-lettered",
+                extra={"channel": self.channel, "entry": entry_id, "error": intake.error},
+            )
+        self.followups_scheduled += len(intake.new)
         return True
+
+    def drill_pause_after(self, sends: int) -> bool:
+        """Fault drill: hold the delivery loop before its next claim once ``sends`` more messages went out."""
+        self.publisher.drill.arm(sends)
+        return True
+
+    def drill_paused(self) -> dict[str, int] | None:
+        """None until the drill holds the loop; then what is owed (due) and in flight at that moment."""
+        if not self.publisher.drill.paused.is_set():
+            return None
+        schedule = self.publisher.schedule
+        return {"due": schedule.pending_count(), "inflight": len(schedule.inflight())}
 
     def stop(self) -> None:
         """Stop following the streams and delivering."""
         self.follower.stop()
         self.followups.stop()
+        # let a pass in progress finish its current send first: cancelling it inside an HTTP call
+        # would leave an unknown outcome (a possible duplicate on Telegram)
+        asyncio.run_coroutine_threadsafe(self.publisher.drain(), self.loop).result(DELIVERY_TIMEOUT_S)
         self._ticker.cancel()
-        asyncio.run_coroutine_threadsafe(self.publisher.close(), self.loop).result(DELIVERY_TIMEOUT_S)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     def ping(self):  # noqa: ANN201 - same as ActorShell.ping
@@ -157,6 +173,8 @@ class PublisherActor(ActorShell):
             "retried": counters["retried"],
             "dead_lettered": counters["dead"],
             "recovered": counters["recovered"],
+            "possible_duplicates": counters["possible_duplicate"],
+            "malformed_records": counters["malformed"],
             "followups_scheduled": self.followups_scheduled,
             "followups_waited_for_fills": self.followups_waited,
             "followups_without_thread": counters["followup_without_thread"],

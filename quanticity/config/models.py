@@ -421,10 +421,20 @@ class TierDelays(Strict):
 
 
 class RateLimitSpec(Strict):
-    """Token bucket of one platform: ``per_second`` sustained, ``burst`` at once."""
+    """Token bucket of one platform: ``per_second`` sustained, ``burst`` at once.
+
+    The bucket counts in exact integers in Redis (:mod:`quanticity.distribution.pacing`): hence at
+    most three decimals on the rate and a burst of at most 9000.
+    """
 
     per_second: PositiveFloat
-    burst: PositiveInt
+    burst: Annotated[int, Field(ge=1, le=9000)]
+
+    @model_validator(mode="after")
+    def _exact_rate(self) -> RateLimitSpec:
+        if abs(self.per_second * 1000 - round(self.per_second * 1000)) > 1e-9:
+            raise ValueError(f"per_second: {self.per_second} must have at most three decimals")
+        return self
 
 
 class RetrySpec(Strict):
@@ -444,7 +454,10 @@ class ChannelSpec(Strict):
     the bot token (``token_env``); ``api_base`` points the client library at another server (the
     loopback twins: ``http://127.0.0.1:PORT/bot`` for Telegram, ``http://127.0.0.1:PORT/api/v10``
     for Discord). ``unknown_outcome`` decides what happens to a send whose result is unknown when
-    the platform offers no way to check (Telegram): ``resend`` (at-least-once) or ``dead_letter``.
+    the platform offers no way to check (Telegram, after a crash or timeout inside the HTTP call):
+    ``resend`` (default, at-least-once: subscribers never miss an alert; the second copy is labelled
+    as a possible repeat and audited) or ``dead_letter`` (at-most-once: never twice; dead-lettered
+    with an operator alert). See :mod:`quanticity.distribution.publisher` for the trade-off.
     """
 
     kind: Literal["local", "discord", "telegram"] = "local"
@@ -491,7 +504,9 @@ class DistributionFile(Strict):
             "telegram": RateLimitSpec(per_second=30.0, burst=50),
         }
     )
-    """Per-platform token buckets; the seeds' numbers (Discord 5/s burst 10, Telegram 30/s burst 50)."""
+    """Per-platform token buckets; the seeds' numbers (Discord 5/s burst 10, Telegram 30/s burst 50).
+
+    One bucket in Redis per platform and bot credential, shared by every channel using that bot."""
     retry: RetrySpec = RetrySpec()
     tick_s: PositiveFloat = 0.25
     """How often (wall seconds) the publisher actor looks for due messages."""

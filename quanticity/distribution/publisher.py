@@ -6,31 +6,50 @@ broker confirmed, :meth:`Publisher.on_followup` for position events that are not
 schedule (premium at the fill's event time, basic +60 s, free +5 min by default), so a crash
 between scheduling and sending loses nothing.
 
-Exactly once per (message, channel, tier): a delivery is claimed, sent, then marked sent with
-its platform ids and audit record in one Lua step. If the publisher dies between the send and
-the mark, the next publisher on the same Redis finds the delivery in flight and asks the sender
-whether it landed (Discord: the bot searches recent history for the delivery's ref; local: the
-file) — it is re-sent only if it did not. Where the platform cannot be asked (Telegram), the
-channel's ``unknown_outcome`` decides (``resend`` by default, audited; or ``dead_letter``).
+Exactly once per (message, channel, tier): a delivery is claimed durably ("sending") before the
+platform is called, and marked sent with its platform ids and its audit record in one Lua step
+right after the platform answered. A publisher stopped *between* sends therefore leaves nothing
+ambiguous: the next one sends exactly what was not sent. The only ambiguous window is the HTTP
+call itself (a crash or a timeout after the request left). The next publisher on the same Redis
+finds that delivery in flight and asks the sender whether it landed (Discord: the bot searches
+recent history for the delivery's ref; local: the file) — it is re-sent only if it did not.
 
-Pacing: a token bucket per platform on the injected clock; a 429 pauses the whole channel until
-its ``retry_after``; failures back off exponentially; after ``max_attempts`` failed sends the
-delivery is dead-lettered. Every attempt writes an audit record.
+Telegram cannot be asked: the Bot API gives a bot no way to read a chat, and every call that
+could reveal a message (``forwardMessage``/``copyMessage``, ``editMessage*``) needs the message
+id — the very answer that was lost; guessing ids (they are sequential per channel) can at best
+show that *some* message of the bot exists there, not which one, unless the content is forwarded
+to a second chat. So for an unverifiable outcome the channel's ``unknown_outcome`` decides:
+
+* ``resend`` (default, at-least-once): subscribers never miss an alert — a late entry alert is
+  worth less than none, so one must not be withheld; the resend is *labelled* (the delivery's
+  ``possible_duplicate`` flag: the sender prefixes a "re-sent, same alert as ref …" note) so a
+  subscriber who already has it does not take it for a second trade, and both the unknown
+  attempt and the labelled resend are audited;
+* ``dead_letter`` (at-most-once): never a second copy; the delivery is dead-lettered and the
+  operator alerted (:data:`quanticity.keys.ALERTS`, pushed by the admin bot) to check the chat.
+
+Pacing: one token bucket per platform credential in Redis (:mod:`quanticity.distribution.pacing`),
+shared by every channel sending with that bot, on the injected clock; a 429 pauses the channel —
+and, through the shared bucket, the bot's other channels — until its ``retry_after``; failures
+back off exponentially; after ``max_attempts`` failed sends the delivery is dead-lettered (with an
+operator alert). Every attempt writes an audit record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
+from quanticity import keys
 from quanticity.clock import NS_PER_SECOND, Clock
 from quanticity.config.models import ChannelSpec, DistributionFile, RateLimitSpec
 from quanticity.distribution.alerts import Alert, AlertKind, FillContext, fill_alert, followup_alert
-from quanticity.distribution.pacing import TokenBucket, backoff_s
+from quanticity.distribution.pacing import SharedTokenBucket, backoff_s
 from quanticity.distribution.schedule import Delivery, Schedule, delivery_id
 from quanticity.distribution.senders.base import (
     Check,
@@ -46,6 +65,47 @@ from quanticity.messages import Fill, PositionEvent
 DEFAULT_RATE_LIMITS = DistributionFile().rate_limits
 PARENT_WAIT_S = 1.0
 """A follow-up whose original is not sent yet is looked at again this much later (not an attempt)."""
+
+
+class DrillPause:
+    """A fault drill: hold a delivery pass *between* two sends so a test can kill the process there.
+
+    Armed with ``after_sends``, the pass that has sent that many deliveries since arming stops
+    just before it claims its next due delivery — nothing in flight, at least one delivery still
+    owed — sets :attr:`paused` and waits for :meth:`release`. Both are thread-safe, so a Ray actor
+    method (another thread) can arm it, wait for ``paused`` and let the test kill the process:
+    "killed mid-batch" becomes a deterministic state instead of a race with the HTTP call.
+    """
+
+    def __init__(self) -> None:
+        self._remaining: int | None = None
+        self.paused = threading.Event()
+        self._released = threading.Event()
+
+    def arm(self, after_sends: int) -> None:
+        """Pause before the next claim once ``after_sends`` more deliveries were sent."""
+        if after_sends < 0:
+            raise ValueError(f"after_sends: {after_sends} must be ≥ 0")
+        self.paused.clear()
+        self._released.clear()
+        self._remaining = int(after_sends)
+
+    def release(self) -> None:
+        """Disarm and let a held pass go on."""
+        self._remaining = None
+        self._released.set()
+
+    def sent(self) -> None:
+        """Count one send (called by the publisher after each recorded send)."""
+        if self._remaining:
+            self._remaining -= 1
+
+    async def checkpoint(self) -> None:
+        """Called before each claim: holds the pass here once armed and the sends are counted down."""
+        if self._remaining != 0:
+            return
+        self.paused.set()
+        await asyncio.to_thread(self._released.wait)
 
 
 @dataclass
@@ -80,11 +140,16 @@ class Publisher:
         self.schedule = Schedule(client, channel)
         self.delays = spec.delays_s or distribution.delays_s
         limit: RateLimitSpec = distribution.rate_limits.get(sender.platform) or DEFAULT_RATE_LIMITS[sender.platform]
-        self.bucket = TokenBucket(limit.per_second, limit.burst)
+        # one budget per platform credential, shared with every other channel's publisher (process) using it
+        self.bucket = SharedTokenBucket(
+            client, keys.distribution_rate(sender.platform, sender.rate_credential), limit.per_second, limit.burst
+        )
         self.retry = distribution.retry
         self.counters: Counter[str] = Counter()
         self.blocked_until_ns = 0
         self._started = False
+        self._closing = False
+        self.drill = DrillPause()
         # One delivery pass at a time: a pass treats every in-flight delivery it finds as left over
         # by a dead publisher, which is only true if no other pass of this process is mid-send.
         self._pass_lock = asyncio.Lock()
@@ -166,6 +231,17 @@ class Publisher:
             await self.sender.close()
             self._started = False
 
+    async def drain(self) -> None:
+        """Graceful stop: the pass in progress ends after its current send, no new pass starts, then close.
+
+        Cancelling a pass instead could stop it inside an HTTP call and turn a clean stop into an
+        unknown outcome (a possible duplicate on Telegram).
+        """
+        self._closing = True
+        self.drill.release()
+        async with self._pass_lock:
+            await self.close()
+
     def next_wakeup_ns(self) -> int | None:
         """When something may next be due (earliest delivery, or the end of a 429 pause)."""
         due = self.schedule.next_due_ns()
@@ -182,9 +258,11 @@ class Publisher:
             return await self._run_due(now_ns, limit)
 
     async def _run_due(self, now_ns: int | None, limit: int) -> RunReport:
+        report = RunReport()
+        if self._closing:
+            return report
         now = self.clock.now_ns() if now_ns is None else int(now_ns)
         await self.start()
-        report = RunReport()
         await self._recover(now, report)
         if now < self.blocked_until_ns:
             report.throttled = True
@@ -199,6 +277,9 @@ class Publisher:
                 self.schedule.defer(did, now + int(PARENT_WAIT_S * NS_PER_SECOND))
                 report.deferred += 1
                 continue
+            await self.drill.checkpoint()
+            if self._closing:
+                break
             if not self.bucket.try_take(now):
                 report.throttled = True
                 self.counters["throttled"] += 1
@@ -234,7 +315,9 @@ class Publisher:
             await self._resolve_unknown(delivery, attempt, parent, now, str(exc), report)
         except TransientError as exc:
             if exc.retry_after_s is not None:
-                self.blocked_until_ns = max(self.blocked_until_ns, now + int(exc.retry_after_s * NS_PER_SECOND))
+                until = now + int(exc.retry_after_s * NS_PER_SECOND)
+                self.blocked_until_ns = max(self.blocked_until_ns, until)
+                self.bucket.block(now, until)  # the limit is the bot's: its other channels pause too
             self._failed(delivery, attempt, now, str(exc), exc.retry_after_s, "retry", report)
         except PermanentError as exc:
             self._failed(delivery, attempt, now, str(exc), None, "rejected", report)
@@ -243,6 +326,7 @@ class Publisher:
         else:
             self._mark_sent(delivery, attempt, posted, now, "sent")
             report.sent += 1
+            self.drill.sent()
 
     async def _recover(self, now: int, report: RunReport) -> None:
         """Deliveries left in flight by a publisher that stopped mid-send: find out, then decide."""
@@ -271,10 +355,13 @@ class Publisher:
         if found is Check.NOT_FOUND:
             self._failed(delivery, attempt, now, error, None, "not_found_after_unknown", report)
             return
+        # Check.UNCHECKABLE: the platform cannot say (Telegram); the channel's policy decides
         if self.spec.unknown_outcome == "dead_letter":
             self._dead(delivery, attempt, now, f"{error} (unverifiable; not re-sent)", "dead_unknown", report)
             return
-        self._failed(delivery, attempt, now, error, None, "resend_unknown", report)
+        if attempt < self.retry.max_attempts:
+            self.counters["possible_duplicate"] += 1  # it will be re-sent, labelled
+        self._failed(delivery, attempt, now, error, None, "resend_unknown", report, mark={"possible_duplicate": "1"})
 
     # --- outcomes -------------------------------------------------------------------------------
     def _audit(self, delivery: Delivery, attempt: int, now: int, outcome: str, **extra: Any) -> dict[str, Any]:
@@ -290,6 +377,7 @@ class Publisher:
             "attempt": attempt,
             "outcome": outcome,
             "event_ns": delivery.event_ns,
+            "possible_duplicate": int(delivery.possible_duplicate),  # this attempt is a labelled resend
             **extra,
         }
 
@@ -319,13 +407,14 @@ class Publisher:
         retry_after_s: float | None,
         outcome: str,
         report: RunReport,
+        mark: dict[str, str] | None = None,
     ) -> None:
         if attempt >= self.retry.max_attempts:
             self._dead(delivery, attempt, now, error, outcome, report)
             return
         wait = backoff_s(attempt, self.retry.base_s, self.retry.cap_s, retry_after_s)
         due = now + int(wait * NS_PER_SECOND)
-        self.schedule.retry(delivery.id, due, error, self._audit(delivery, attempt, now, outcome, error=error))
+        self.schedule.retry(delivery.id, due, error, self._audit(delivery, attempt, now, outcome, error=error), mark)
         self.counters["retried"] += 1
         report.retried += 1
         report.outcomes.append(f"{delivery.id}: {outcome} in {wait:g} s ({error})")
@@ -343,7 +432,17 @@ class Publisher:
             "text": delivery.text,
         }
         audit = self._audit(delivery, attempt, now, "dead_letter", error=error, cause=outcome)
-        self.schedule.dead(delivery.id, error, record, audit)
+        alert = {
+            "level": "WARNING",
+            "source": f"publisher:{self.channel}",
+            "ts": now,
+            "text": (
+                f"{self.sender.platform} channel {self.channel!r}, tier {delivery.tier}: message {delivery.key} "
+                f"(ref {delivery.ref}) was not delivered after {attempt} attempts ({error}); it is in "
+                f"{keys.DISTRIBUTION_DEAD_LETTER} — check the chat, then replay it or let it go"
+            ),
+        }
+        self.schedule.dead(delivery.id, error, record, audit, alert)
         self.counters["dead"] += 1
         report.dead += 1
         report.outcomes.append(f"{delivery.id}: dead-lettered after {attempt} attempts ({error})")

@@ -11,7 +11,8 @@ A delivery is *claimed* (removed from the due set, added to the in-flight set, a
 before the platform is called and *marked* after it answered. A publisher that dies in between
 leaves the delivery in the in-flight set: its outcome is unknown, and the next publisher on the
 same Redis resolves it (see :mod:`quanticity.distribution.publisher`) instead of blindly
-re-sending. Enqueueing is idempotent (an existing delivery is never overwritten), so replaying a
+re-sending (a resend of an outcome that could not be checked carries ``possible_duplicate``, set
+in the same step as the retry). Enqueueing is idempotent (an existing delivery is never overwritten), so replaying a
 fill after a crash schedules nothing twice.
 
 The scripts touch only the keys they are given; one publisher owns one channel's keys.
@@ -77,12 +78,13 @@ return 1
 """
 )
 
-# KEYS: hash, inflight, due, audit ; ARGV: id, due_ns, error, audit_json
+# KEYS: hash, inflight, due, audit ; ARGV: id, due_ns, error, audit_json, [field, value, ...] to set as well
 _RETRY = (
     _XADD
     + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'sending' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'last_error', ARGV[3], 'due_ns', ARGV[2])
+if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 xadd(KEYS[4], ARGV[4])
@@ -90,7 +92,7 @@ return 1
 """
 )
 
-# KEYS: hash, inflight, dead_letter, audit ; ARGV: id, error, dead_json, audit_json
+# KEYS: hash, inflight, dead_letter, audit, alerts ; ARGV: id, error, dead_json, audit_json, alert_json
 _DEAD = (
     _XADD
     + """
@@ -99,6 +101,7 @@ redis.call('HSET', KEYS[1], 'state', 'dead', 'last_error', ARGV[2])
 redis.call('SREM', KEYS[2], ARGV[1])
 xadd(KEYS[3], ARGV[3])
 xadd(KEYS[4], ARGV[4])
+xadd(KEYS[5], ARGV[5])
 return 1
 """
 )
@@ -127,6 +130,8 @@ class Delivery:
     thread_id: str | None = None
     sent_ns: int | None = None
     last_error: str = ""
+    possible_duplicate: bool = False
+    """Re-sent after an attempt whose outcome could not be checked: an earlier copy may have landed."""
 
     @classmethod
     def from_hash(cls, channel: str, fields: dict[str, str]) -> Delivery:
@@ -151,6 +156,7 @@ class Delivery:
             thread_id=fields.get("thread_id") or None,
             sent_ns=int(fields["sent_ns"]) if fields.get("sent_ns") else None,
             last_error=fields.get("last_error", ""),
+            possible_duplicate=fields.get("possible_duplicate") == "1",
         )
 
 
@@ -262,20 +268,38 @@ class Schedule:
             )
         )
 
-    def retry(self, delivery: str, due_ns: int, error: str, audit: dict[str, Any]) -> bool:
-        """Put a claimed delivery back in the due set at ``due_ns`` and audit the failed attempt."""
+    def retry(
+        self, delivery: str, due_ns: int, error: str, audit: dict[str, Any], mark: dict[str, str] | None = None
+    ) -> bool:
+        """Put a claimed delivery back in the due set at ``due_ns`` and audit the failed attempt.
+
+        ``mark`` sets extra fields in the same step (``possible_duplicate``: the resend must say so).
+        """
+        extra = [item for pair in (mark or {}).items() for item in pair]
         return bool(
             self._retry(
                 keys=[self._hash(delivery), self._inflight, self._due, keys.DISTRIBUTION_AUDIT],
-                args=[delivery, due_ns, error, _flat(audit)],
+                args=[delivery, due_ns, error, _flat(audit), *extra],
             )
         )
 
-    def dead(self, delivery: str, error: str, dead: dict[str, Any], audit: dict[str, Any]) -> bool:
-        """Give a claimed delivery up: dead-letter record plus audit record, in one step."""
+    def dead(
+        self, delivery: str, error: str, dead: dict[str, Any], audit: dict[str, Any], alert: dict[str, Any]
+    ) -> bool:
+        """Give a claimed delivery up: dead-letter, audit and operator alert records, in one step.
+
+        The alert goes to :data:`quanticity.keys.ALERTS`, which the admin bot pushes to the
+        operator: a subscriber message that will not go out on its own must never go unnoticed.
+        """
         return bool(
             self._dead(
-                keys=[self._hash(delivery), self._inflight, keys.DISTRIBUTION_DEAD_LETTER, keys.DISTRIBUTION_AUDIT],
-                args=[delivery, error, _flat(dead), _flat(audit)],
+                keys=[
+                    self._hash(delivery),
+                    self._inflight,
+                    keys.DISTRIBUTION_DEAD_LETTER,
+                    keys.DISTRIBUTION_AUDIT,
+                    keys.ALERTS,
+                ],
+                args=[delivery, error, _flat(dead), _flat(audit), _flat(alert)],
             )
         )

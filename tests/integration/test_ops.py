@@ -2,11 +2,13 @@
 
 One session (the twins in this process, the actors under the RootSupervisor) proves, through the
 real python-telegram-bot / discord.py / anthropic clients:
-- a publisher killed mid-session is restarted and every fill reaches each channel/tier exactly once;
+- a publisher killed mid-batch (held between two sends by its drill) is restarted and every fill
+  reaches each channel/tier exactly once;
 - the overseer (every ``check_interval_s`` of simulated time) escalates a stale source through the
   scripted Anthropic twin to CRITICAL and the risk gate goes HALTED within two check periods;
-- the admin bot: a stranger changes nothing, ``/resume`` and ``/halt`` act through the risk gate, the
-  HALTED state survives a risk-actor restart, ``/flatten`` does nothing until its Confirm button.
+- the admin bot: a stranger changes nothing, ``/resume`` acts through the risk gate, ``/halt`` and
+  ``/flatten`` do nothing until their Confirm button, the HALTED state survives a risk-actor restart
+  and a confirmed flatten leaves trading HALTED.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from actors.common import RISK, publisher_name
 from actors.ops_control import ADMIN, OVERSEER
 from quanticity import keys
 from quanticity.admin.controller import NOT_AUTHORISED
+from quanticity.distribution.templates import ref_of
 from quanticity.execution.store import ExecutionStore
 from quanticity.observability.metrics import read_heartbeats
 from supervisors.launch import start_system, stop_system, wait_until_done
@@ -62,7 +65,12 @@ def test_twins_admin_and_overseer_in_a_running_system(
             # only the staleness path here: wall-time latency and sim exit slippage are not this test's subject
             "slippage": {"warn_floor": 1e9, "critical_at": None},
             "latency": {"warn_floor": 1e9, "critical_at": None},
-            "staleness": {"uw_spot_gex": {"warn_after_s": STALE_AFTER_S, "critical_after_s": None, "enabled": True}},
+            "staleness": {
+                "uw_spot_gex": {"warn_after_s": STALE_AFTER_S, "critical_after_s": None, "enabled": True},
+                "uw_flow_alerts": {"warn_after_s": 120, "enabled": False},
+                "uw_chains": {"warn_after_s": 180, "enabled": False},
+            },
+            "uw_without_fetcher": True,  # venue sim has no fetcher: the never-refreshed UW key is the stale source
         },
     }
     config = system_config(tmp_path, ops=ops, extra=twins.overrides(str(tmp_path / "channels")))
@@ -70,9 +78,19 @@ def test_twins_admin_and_overseer_in_a_running_system(
     supervisor = start_system(config, spec, embedded_redis.url, env=twins.env())
     namespace = config.system.system.namespace
     try:
-        # --- a publisher killed mid-session -------------------------------------------------------
+        # --- a publisher killed mid-batch, between two sends (its drill holds it there) -------------
         wait_for(lambda: twins.telegram.sent_messages(TELEGRAM_CHATS["premium"]), 300, "a first premium message")
-        ray.kill(ray.get_actor(publisher_name("telegram"), namespace=namespace), no_restart=True)
+        tg_publisher = ray.get_actor(publisher_name("telegram"), namespace=namespace)
+        ray.get(tg_publisher.drill_pause_after.remote(1), timeout=30)
+        held: dict[str, int] = {}
+
+        def publisher_held() -> bool:
+            held.update(ray.get(tg_publisher.drill_paused.remote(), timeout=30) or {})
+            return bool(held)
+
+        wait_for(publisher_held, 300, "the drill to hold the telegram publisher between two sends")
+        assert held["inflight"] == 0 and held["due"] >= 1, held  # messages owed, none of unknown outcome
+        ray.kill(tg_publisher, no_restart=True)
         wait_until_done(config, timeout_s=300)
 
         # --- the overseer halted trading through the risk gate, within two check periods --------
@@ -112,8 +130,18 @@ def test_twins_admin_and_overseer_in_a_running_system(
                 f"{twins.channel_counts()} local {lines} fills {len(fills)} {beats} {twins.discord.calls[-30:]}"
             ) from exc
         for tier, chat in TELEGRAM_CHATS.items():
-            texts = [m["text"] for m in twins.telegram.sent_messages(chat)]
-            assert not [t for t, n in Counter(texts).items() if n > 1], f"telegram {tier} duplicated"
+            refs = Counter(
+                m["text"].rsplit("ref ", 1)[-1].removesuffix("</i>") for m in twins.telegram.sent_messages(chat)
+            )
+            assert not [r for r, n in refs.items() if n > 1], f"telegram {tier} duplicated: {refs}"
+            if tier == "premium":  # every fill's alert, exactly once
+                assert {ref_of(f"{f.exec_id}:premium") for f in fills} <= set(refs), refs
+        unclean = [
+            a
+            for _, a in redis_client.xrange(keys.DISTRIBUTION_AUDIT)
+            if a["channel"] == "telegram" and a["outcome"] not in ("sent", "retry")
+        ]
+        assert unclean == [], unclean  # the kill left nothing of unknown outcome: no recovery, no resend
         for tier, channel in DISCORD_CHANNELS.items():
             contents = [m.get("content") or str(m.get("embeds")) for m in twins.discord_messages(channel)]
             assert not [t for t, n in Counter(contents).items() if n > 1], f"discord {tier} duplicated"
@@ -132,25 +160,32 @@ def test_twins_admin_and_overseer_in_a_running_system(
             wait_for(lambda: len(_replies(twins, ADMIN_CHAT_ID)) > count, 60, f"the reply to {text}")
             return "\n".join(_replies(twins, ADMIN_CHAT_ID)[count:])  # the reply (and any alert pushed meanwhile)
 
+        def confirm(what: str) -> str:
+            """Press Confirm on the last question; the text the settled message was edited to."""
+            question = next(m for m in reversed(twins.telegram.sent_messages(ADMIN_CHAT_ID)) if "reply_markup" in m)
+            data = question["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            edits = len(twins.telegram.edits)
+            twins.telegram.inject_callback(ADMIN_USER_ID, ADMIN_CHAT_ID, question["message_id"], data)
+            try:
+                wait_for(lambda: len(twins.telegram.edits) > edits, 120, f"the settled {what}")
+            except AssertionError as exc:
+                audit = [f for _, f in redis_client.xrange(keys.ADMIN_AUDIT)][-3:]
+                raise AssertionError(f"{twins.telegram.callback_answers} {audit}") from exc
+            return twins.telegram.edits[-1]["text"]
+
         assert "ACTIVE" in command("/resume") and _state(config) == "ACTIVE"
-        assert "HALTED" in command("/halt drill") and _state(config) == "HALTED"
+        assert "Confirm" in command("/halt drill")
+        assert "drill" not in redis_client.hget(keys.TRADING_STATE, "reason")  # nothing before the button
+        assert "HALTED" in confirm("halt") and _state(config) == "HALTED"
         ray.kill(ray.get_actor(RISK, namespace=namespace), no_restart=True)
         wait_for(lambda: ray.get(supervisor.check_children.remote()).get(RISK) == "ok", 60, "the risk restart")
         assert _state(config) == "HALTED"  # persisted before it took effect
 
-        question_text = command("/flatten")
-        assert "Confirm" in question_text
-        question = next(m for m in reversed(twins.telegram.sent_messages(ADMIN_CHAT_ID)) if "reply_markup" in m)
-        confirm = question["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        assert "Confirm" in command("/flatten")
         assert redis_client.xlen(keys.EMERGENCY_EVENTS) == 0  # nothing happens before the button
-        twins.telegram.inject_callback(ADMIN_USER_ID, ADMIN_CHAT_ID, question["message_id"], confirm)
-        try:
-            wait_for(lambda: twins.telegram.edits, 120, "the settled flatten")
-        except AssertionError as exc:
-            audit = [f for _, f in redis_client.xrange(keys.ADMIN_AUDIT)][-3:]
-            raise AssertionError(f"{twins.telegram.callback_answers} {audit}") from exc
-        assert "Flatten sent" in twins.telegram.edits[-1]["text"], twins.telegram.edits[-1]
-        assert redis_client.xlen(keys.EMERGENCY_EVENTS) > 0
+        flattened = confirm("flatten")
+        assert "Flatten sent. Trading HALTED" in flattened, flattened  # the emergency path's state, not lowered
+        assert redis_client.xlen(keys.EMERGENCY_EVENTS) > 0 and _state(config) == "HALTED"
 
         ray.get(supervisor.check_children.remote())
         beats = read_heartbeats(redis_client)

@@ -14,7 +14,7 @@ from quanticity.config.loader import load_config
 from quanticity.config.models import ChannelSpec, DistributionFile
 from quanticity.distribution.alerts import AlertKind, FillContext, fill_alert, followup_alert
 from quanticity.distribution.factory import build_sender
-from quanticity.distribution.pacing import TokenBucket, backoff_s
+from quanticity.distribution.pacing import SharedTokenBucket, backoff_s
 from quanticity.distribution.publisher import Publisher
 from quanticity.distribution.senders.local import LocalSender
 from quanticity.distribution.templates import render
@@ -166,8 +166,8 @@ def test_break_even_and_explanation_followups_per_tier() -> None:
     assert render(why, "free", "why:E1:free") is None
 
 
-def test_token_bucket_on_the_simulated_clock() -> None:
-    bucket = TokenBucket(rate=5.0, burst=5)
+def test_token_bucket_on_the_simulated_clock(redis_client: redis.Redis) -> None:
+    bucket = SharedTokenBucket(redis_client, "test:bucket", per_second=5.0, burst=5)
     now = T0
     assert sum(bucket.try_take(now) for _ in range(10)) == 5
     assert bucket.next_token_ns(now) == now + NS_PER_SECOND // 5
@@ -175,8 +175,16 @@ def test_token_bucket_on_the_simulated_clock() -> None:
     assert bucket.try_take(now + NS_PER_SECOND // 5)
     sent = sum(bucket.try_take(now + NS_PER_SECOND * 10 + i) for i in range(100))
     assert sent == 5  # never more than the burst, however long it was idle
-    with pytest.raises(ValueError, match="rate"):
-        TokenBucket(0, 1)
+    later = now + NS_PER_SECOND * 20
+    bucket.block(later, later + 3 * NS_PER_SECOND)  # a 429 with retry_after 3 s
+    assert not bucket.try_take(later + 3 * NS_PER_SECOND - 1) and bucket.try_take(later + 3 * NS_PER_SECOND)
+    assert not bucket.try_take(now)  # a clock that lags (another process) refills nothing
+    with pytest.raises(ValueError, match="per_second"):
+        SharedTokenBucket(redis_client, "test:bucket", 0, 1)
+    with pytest.raises(ValueError, match="per_second: 0.0001"):
+        SharedTokenBucket(redis_client, "test:bucket", 0.0001, 1)
+    with pytest.raises(ValueError, match="burst"):
+        SharedTokenBucket(redis_client, "test:bucket", 1.0, 0)
 
 
 def test_backoff_is_exponential_capped_and_honours_retry_after() -> None:
@@ -190,6 +198,10 @@ def test_config_defaults_and_validation() -> None:
     dist = config.distribution
     assert (dist.delays_s.premium, dist.delays_s.basic, dist.delays_s.free) == (0.0, 60.0, 300.0)
     assert dist.rate_limits["discord"].per_second == 5 and dist.rate_limits["telegram"].per_second == 30
+    with pytest.raises(ValidationError, match="per_second: 0.0001"):
+        DistributionFile(rate_limits={"telegram": {"per_second": 0.0001, "burst": 1}})
+    with pytest.raises(ValidationError, match="burst"):
+        DistributionFile(rate_limits={"telegram": {"per_second": 30, "burst": 10_000}})
     with pytest.raises(ValidationError, match="chat_id"):
         ChannelSpec(kind="telegram", tiers=["premium"], token_env="TELEGRAM_BOT_TOKEN", targets={"premium": {}})
     with pytest.raises(ValidationError, match="token_env"):

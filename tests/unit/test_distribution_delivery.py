@@ -24,10 +24,12 @@ from quanticity.distribution.factory import build_sender
 from quanticity.distribution.publisher import Publisher
 from quanticity.distribution.schedule import Delivery
 from quanticity.distribution.senders.base import Check, Posted, Sender
+from quanticity.distribution.senders.telegram import repeat_notice
 from quanticity.distribution.templates import ref_of
 from quanticity.messages import Fill, OptionContract, PositionEvent, PositionEventKind, Right, Side
 from quanticity.sim.discord_server import DEFAULT_BOT_TOKEN, DiscordTwin
 from quanticity.sim.telegram_server import DEFAULT_TOKEN, TelegramTwin
+from tests.async_helpers import until
 
 pytestmark = pytest.mark.unit
 
@@ -226,6 +228,7 @@ def test_tiers_arrive_after_their_delay_and_within_five_seconds(redis_client: re
                         times.extend([now] * (count - len(times)))
 
             await env.drive([tg, dc, local], until_s=340.0, events=events, observe=observe)
+            assert set(seen) == {(p, t) for p in ("telegram", "discord", "local") for t in TIERS}
             for (platform, tier), times in seen.items():
                 assert len(times) == len(fills), (platform, tier)
                 for fill, at in zip(fills, times, strict=True):
@@ -238,7 +241,8 @@ def test_tiers_arrive_after_their_delay_and_within_five_seconds(redis_client: re
             assert {a["message_id"] for a in sent if a["platform"] == "telegram"} == tg_ids
             dc_ids = {m["id"] for t in TIERS for m in env.discord(t)}
             assert {a["message_id"] for a in sent if a["platform"] == "discord"} == dc_ids
-            assert all(float(a["delay_s"]) <= DELAYS[a["tier"]] + 5 for a in sent)
+            assert all(DELAYS[a["tier"]] <= float(a["delay_s"]) <= DELAYS[a["tier"]] + 5 for a in sent)
+            assert {(a["platform"], a["tier"]) for a in sent} == set(seen)
 
     _run(body)
 
@@ -308,6 +312,17 @@ def test_followups_thread_under_the_original_on_both_platforms(redis_client: red
                 assert "CLOSED" in thread[2]["embeds"][0]["title"]
             assert len(env.telegram("free")) == 1 and len(env.discord("free")) == 1  # no follow-ups for free
             assert not env.dc.threads.keys() & {int(m["id"]) for m in env.discord("free")}
+            # one "sent" audit record per outbound message, follow-ups included, carrying the platform's ids
+            sent = [a for a in env.audit() if a["outcome"] == "sent"]
+            tg_ids = sorted((str(m["chat"]["id"]), str(m["message_id"])) for t in TIERS for m in env.telegram(t))
+            assert sorted((a["chat_id"], a["message_id"]) for a in sent if a["platform"] == "telegram") == tg_ids
+            dc_posts = [m for t in TIERS for m in env.discord(t)]
+            dc_ids = sorted(
+                [m["id"] for m in dc_posts] + [m["id"] for p in dc_posts for m in env.dc.messages(int(p["id"]))]
+            )
+            assert sorted(a["message_id"] for a in sent if a["platform"] == "discord") == dc_ids
+            replies = [a for a in sent if a["kind"] != "entry"]
+            assert replies and all(a["thread_id"] for a in replies)  # each follow-up records the thread it went to
             # the position is closed: a later stop move has no thread to go to
             assert tg.on_followup(stop) == [] and tg.counters["followup_without_thread"] == 1
 
@@ -360,10 +375,15 @@ def test_publisher_killed_mid_batch_delivers_each_exactly_once(
 
 
 @pytest.mark.parametrize("policy", ["resend", "dead_letter"])
-def test_telegram_unknown_outcome_follows_the_documented_policy(
+def test_telegram_crash_inside_the_send_follows_the_documented_policy(
     redis_client: redis.Redis, tmp_path: Path, policy: str
 ) -> None:
-    """Telegram cannot be asked whether a message landed: the channel's policy decides, and says so."""
+    """A crash *inside* the HTTP call, after Telegram took the message: the one case exactly-once cannot cover.
+
+    The Bot API cannot tell a bot whether the message landed, so the channel's policy decides,
+    and says so: ``resend`` (default) delivers a second, labelled copy and audits it as a possible
+    duplicate; ``dead_letter`` never sends a second copy and alerts the operator instead.
+    """
 
     async def body() -> None:
         async with Env(redis_client, tmp_path, ["premium"]) as env:
@@ -375,18 +395,59 @@ def test_telegram_unknown_outcome_follows_the_documented_policy(
             await first.close()
             second = env.publisher("telegram", unknown_outcome=policy)
             await env.drive([second], until_s=40.0)
-            counts = Counter(_refs(env.telegram("premium")))
+            messages = env.telegram("premium")
+            counts = Counter(_refs(messages))
             crashed = ref_of("U1:premium")
             assert counts[ref_of("U0:premium")] == counts[ref_of("U2:premium")] == 1
+            trail = [(a["outcome"], a["possible_duplicate"]) for a in env.audit() if a["delivery"] == "U1:premium"]
+            alerts = [f for _, f in redis_client.xrange(keys.ALERTS)]
             if policy == "resend":
-                assert counts[crashed] == 2  # at-least-once: the documented, audited duplicate
-                assert [a["outcome"] for a in env.audit() if a["delivery"] == "U1:premium"] == [
-                    "resend_unknown",
-                    "sent",
-                ]
+                assert counts[crashed] == 2  # at-least-once: the documented duplicate...
+                copies = [m["text"] for m in messages if _refs([m]) == [crashed]]
+                assert repeat_notice(crashed) not in copies[0]
+                assert copies[1].startswith(repeat_notice(crashed))  # ...labelled, so nobody trades it twice
+                assert copies[1].endswith(copies[0])  # otherwise the very same alert
+                assert trail == [("resend_unknown", "0"), ("sent", "1")]  # audited as a possible duplicate
+                assert second.counters["possible_duplicate"] == 1 and alerts == []
             else:
                 assert counts[crashed] == 1  # the copy sent before the crash; never a second one
                 assert [d["delivery"] for d in env.dead_letters()] == ["U1:premium"]
+                assert [o for o, _ in trail] == ["dead_letter"]
+                assert len(alerts) == 1 and alerts[0]["level"] == "WARNING"
+                assert crashed in alerts[0]["text"] and "telegram" in alerts[0]["text"]
+
+    _run(body)
+
+
+def test_drill_pause_holds_a_batch_between_sends_and_a_restart_finishes_it(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The deterministic "killed mid-batch": paused after 2 of 5 sends, nothing in flight, then a new publisher."""
+
+    async def body() -> None:
+        async with Env(redis_client, tmp_path, ["premium"]) as env:
+            first = env.publisher("telegram")
+            fills = [_fill(f"D{i}", T0, strike=400.0 + i) for i in range(5)]
+            for fill in fills:
+                first.on_fill(fill, ENTRY)
+            first.drill.arm(after_sends=2)
+            held = asyncio.ensure_future(first.run_due())
+            await until(first.drill.paused.is_set, 10.0, "the drill pause")
+            assert len(env.telegram("premium")) == 2
+            assert first.schedule.inflight() == [] and first.schedule.pending_count() == 3
+            held.cancel()  # the process dies here; the thread the drill waits in is let go below
+            first.drill.release()
+            with suppress(asyncio.CancelledError):
+                await held
+            second = env.publisher("telegram")  # a new process: new sender, same Redis
+            for fill in fills:  # the fills stream replayed from the persisted cursor
+                second.on_fill(fill, ENTRY)
+            await env.drive([second], until_s=5.0)
+            refs = _refs(env.telegram("premium"))
+            assert sorted(refs) == sorted(ref_of(f"{f.exec_id}:premium") for f in fills)
+            assert len(refs) == len(set(refs))
+            outcomes = Counter(a["outcome"] for a in env.audit())
+            assert outcomes == {"sent": 5}  # nothing was ambiguous: no recovery, no possible duplicate
 
     _run(body)
 
@@ -439,5 +500,8 @@ def test_poison_message_is_dead_lettered_after_max_attempts(redis_client: redis.
             trail = [a["outcome"] for a in env.audit() if a["delivery"] == "P1:premium" and a["channel"] == "telegram"]
             assert trail == ["rejected", "rejected", "dead_letter"]
             assert tg.schedule.load("P1:premium").state == "dead"  # type: ignore[union-attr]
+            alerts = [f for _, f in redis_client.xrange(keys.ALERTS)]  # the operator hears of each one
+            assert sorted(a["source"] for a in alerts) == ["publisher:discord", "publisher:telegram"]
+            assert all(poison in a["text"] and "after 3 attempts" in a["text"] for a in alerts)
 
     _run(body)

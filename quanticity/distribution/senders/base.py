@@ -62,6 +62,15 @@ class Sender(ABC):
 
     platform: str = "local"
 
+    @property
+    def rate_credential(self) -> str:
+        """Digest of the credential whose platform rate limit this sender spends (shared by all its channels).
+
+        Publishers whose senders name the same ``(platform, rate_credential)`` share one token
+        bucket; the default is one budget for the whole platform.
+        """
+        return "platform"
+
     async def start(self) -> None:
         """Open connections / log in. Called once before the first send."""
         return None

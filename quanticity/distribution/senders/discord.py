@@ -25,6 +25,7 @@ import aiohttp
 import discord
 from discord.http import Route
 
+from quanticity.distribution.pacing import credential_digest
 from quanticity.distribution.schedule import Delivery
 from quanticity.distribution.senders.base import (
     Check,
@@ -92,6 +93,13 @@ class DiscordSender(Sender):
         self.webhooks: dict[str, discord.Webhook] = {}
         self._channel_objects: dict[int, discord.abc.Messageable] = {}
         self._threads: dict[str, int] = {}  # parent message id → thread id (after a restart: code 160004)
+        hooks = sorted(str(parse_webhook_url(url)[1]) for url in self.webhook_urls.values())
+        self._credential = credential_digest(bot_token) if bot_token else credential_digest("webhooks", *hooks)
+
+    @property
+    def rate_credential(self) -> str:
+        """Digest of the bot token — every channel of one bot shares its budget — else of the webhooks."""
+        return self._credential
 
     async def start(self) -> None:
         if self.session is not None:

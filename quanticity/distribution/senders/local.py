@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from quanticity.distribution.pacing import credential_digest
 from quanticity.distribution.schedule import Delivery
 from quanticity.distribution.senders.base import Check, PermanentError, Posted, Sender
 
@@ -23,6 +24,12 @@ class LocalSender(Sender):
         self.log_dir = Path(log_dir)
         self.channel = channel
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._credential = credential_digest(str(self.log_dir.resolve()))
+
+    @property
+    def rate_credential(self) -> str:
+        """The log directory: one disk's budget, whichever channel writes."""
+        return self._credential
 
     def path(self, tier: str) -> Path:
         """File of ``tier``."""

@@ -8,7 +8,8 @@ Unknown outcomes: the Bot API gives a bot no way to read a chat's history, so a 
 is unknown (a timeout after the request went out, a publisher killed mid-send) cannot be checked:
 :meth:`find_existing` answers :attr:`Check.UNCHECKABLE` and the channel's ``unknown_outcome``
 setting decides — ``resend`` (default: a subscriber may, rarely, see an alert twice, but never
-misses one; every such resend is audited) or ``dead_letter`` (never twice; an operator replays).
+misses one; the second copy starts with :func:`repeat_notice` so it cannot be mistaken for a new
+trade, and it is audited) or ``dead_letter`` (never twice; the operator is alerted and replays).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 
+from quanticity.distribution.pacing import credential_digest
 from quanticity.distribution.schedule import Delivery
 from quanticity.distribution.senders.base import (
     Check,
@@ -28,6 +30,11 @@ from quanticity.distribution.senders.base import (
     TransientError,
     UnknownOutcome,
 )
+
+
+def repeat_notice(ref: str) -> str:
+    """First line of a resend whose earlier attempt may have landed (HTML, Telegram's subset)."""
+    return f"<i>↻ Re-sent after a connection failure. If you already have ref {ref}, this is the same alert.</i>"
 
 
 def _seconds(value: int | dt.timedelta) -> float:
@@ -52,8 +59,14 @@ class TelegramSender(Sender):
         self.targets = dict(targets)
         kwargs = {"base_url": base_url} if base_url else {}
         self.bot = Bot(token, **kwargs)
+        self._credential = credential_digest(token)
         self.timeout_s = timeout_s
         self._started = False
+
+    @property
+    def rate_credential(self) -> str:
+        """The bot token's digest: Telegram's 30 messages/s are per bot, whichever channel sends."""
+        return self._credential
 
     async def start(self) -> None:
         if not self._started:
@@ -76,10 +89,11 @@ class TelegramSender(Sender):
         reply = None
         if parent is not None:
             reply = ReplyParameters(message_id=int(parent.message_id), allow_sending_without_reply=True)
+        text = f"{repeat_notice(delivery.ref)}\n\n{delivery.html}" if delivery.possible_duplicate else delivery.html
         try:
             message = await self.bot.send_message(
                 chat_id=chat_id,
-                text=delivery.html,
+                text=text,
                 parse_mode=ParseMode.HTML,
                 message_thread_id=topic,
                 reply_parameters=reply,
