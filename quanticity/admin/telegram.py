@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 
 import redis
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -112,8 +113,81 @@ class TelegramAdminBot:
         log.error("telegram handler failed", extra={"error": repr(context.error)})
 
 
-class AlertPusher:
+class _StreamToAdmin(ABC):
+    """Follows one Redis stream from a persisted cursor and sends the admin chat a message per entry.
+
+    The cursor advances only after Telegram accepted the message (or the entry needed none), so an
+    entry written while Telegram is unreachable goes out later — at-least-once: a crash between the
+    send and the cursor write repeats one message rather than losing it. Counters are named
+    ``<prefix>.<sent_counter>``, ``<prefix>.skipped``, ``<prefix>.push_failed``, ``<prefix>.read_failed``.
+    """
+
+    stream: str
+    cursor_key: str
+    prefix: str
+    sent_counter: str
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        bot: TelegramAdminBot,
+        admin_chat_id: int,
+        counters: Counters | None = None,
+        batch: int = 100,
+    ) -> None:
+        self._client = client
+        self._bot = bot
+        self._chat_id = admin_chat_id
+        self.counters = counters or Counters()
+        self._batch = batch
+
+    @abstractmethod
+    async def _message(self, entry_id: str, fields: dict[str, str]) -> Reply | None:
+        """The message for one entry, or None when it needs none (counted as skipped)."""
+
+    async def push_pending(self) -> int:
+        """Send a message for every entry after the cursor; returns how many were sent. Stops at the first failure."""
+        cursor = await asyncio.to_thread(self._client.get, self.cursor_key) or "0-0"
+        entries = await asyncio.to_thread(self._client.xrange, self.stream, f"({cursor}", "+", self._batch)
+        sent = 0
+        for entry_id, fields in entries:
+            reply = await self._message(entry_id, fields)
+            if reply is None:
+                self.counters.add(f"{self.prefix}.skipped")
+            else:
+                try:
+                    await self._bot.send(self._chat_id, reply)
+                except TelegramError as exc:
+                    self.counters.add(f"{self.prefix}.push_failed")
+                    log.warning(
+                        "admin push failed; will retry",
+                        extra={"stream": self.stream, "error": str(exc), "entry": entry_id},
+                    )
+                    return sent
+                sent += 1
+                self.counters.add(f"{self.prefix}.{self.sent_counter}")
+            await asyncio.to_thread(self._client.set, self.cursor_key, entry_id)
+        return sent
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Push until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.push_pending()
+            except redis.RedisError as exc:
+                self.counters.add(f"{self.prefix}.read_failed")
+                log.warning("admin stream unreadable", extra={"stream": self.stream, "error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
+
+class AlertPusher(_StreamToAdmin):
     """Pushes new ``system:alerts`` entries of the configured levels to the admin chat."""
+
+    stream = keys.ALERTS
+    cursor_key = keys.ADMIN_ALERTS_CURSOR
+    prefix = "alerts"
+    sent_counter = "pushed"
 
     def __init__(
         self,
@@ -124,115 +198,46 @@ class AlertPusher:
         counters: Counters | None = None,
         batch: int = 100,
     ) -> None:
-        self._client = client
-        self._bot = bot
-        self._chat_id = admin_chat_id
+        super().__init__(client, bot, admin_chat_id, counters, batch)
         self._levels = levels
-        self.counters = counters or Counters()
-        self._batch = batch
 
-    async def push_pending(self) -> int:
-        """Deliver every alert after the cursor; returns how many were sent. Stops at the first send failure."""
-        cursor = await asyncio.to_thread(self._client.get, keys.ADMIN_ALERTS_CURSOR) or "0-0"
-        entries = await asyncio.to_thread(self._client.xrange, keys.ALERTS, f"({cursor}", "+", self._batch)
-        sent = 0
-        for entry_id, fields in entries:
-            level = str(fields.get("level", "")).upper()
-            if level in self._levels:
-                text = f"{_LEVEL_MARK.get(level, 'ℹ️')} {level}: {fields.get('text', '')}"
-                try:
-                    await self._bot.send(self._chat_id, Reply(text))
-                except TelegramError as exc:
-                    self.counters.add("alerts.push_failed")
-                    log.warning("alert push failed; will retry", extra={"error": str(exc), "entry": entry_id})
-                    return sent
-                sent += 1
-                self.counters.add("alerts.pushed")
-            else:
-                self.counters.add("alerts.skipped")
-            await asyncio.to_thread(self._client.set, keys.ADMIN_ALERTS_CURSOR, entry_id)
-        return sent
-
-    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
-        """Push until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await self.push_pending()
-            except redis.RedisError as exc:
-                self.counters.add("alerts.read_failed")
-                log.warning("alert stream unreadable", extra={"error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+    async def _message(self, entry_id: str, fields: dict[str, str]) -> Reply | None:
+        level = str(fields.get("level", "")).upper()
+        if level not in self._levels:
+            return None
+        return Reply(f"{_LEVEL_MARK.get(level, 'ℹ️')} {level}: {fields.get('text', '')}")
 
 
-class ApprovalRequestPusher:
+class ApprovalRequestPusher(_StreamToAdmin):
     """Puts the risk gate's approval requests in front of the admin: a message with Approve/Reject buttons.
 
     The gate parks a high-risk entry and appends a request to ``system:risk:approvals:requests``
     (see :mod:`quanticity.risk.approvals`). Each request becomes an item of the admin's
     :class:`~quanticity.admin.pending.ApprovalBook` named by the order reference — so a request
-    repeated after a crash is the same item, decided once — and a message to the admin chat. The
-    cursor advances only after Telegram accepted the message (at-least-once, as for alerts). A
-    request whose entry is no longer parked (it timed out meanwhile) is skipped.
+    repeated after a crash is the same item, decided once — and a message to the admin chat. A
+    request whose entry is no longer parked (it timed out meanwhile) is skipped; a malformed one is
+    counted (``approvals.malformed``), logged and skipped.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        bot: TelegramAdminBot,
-        admin_chat_id: int,
-        counters: Counters | None = None,
-        batch: int = 100,
-    ) -> None:
-        self._client = client
-        self._bot = bot
-        self._chat_id = admin_chat_id
-        self.counters = counters or Counters()
-        self._batch = batch
+    stream = keys.RISK_APPROVAL_REQUESTS
+    cursor_key = keys.ADMIN_APPROVAL_REQUESTS_CURSOR
+    prefix = "approvals"
+    sent_counter = "requested"
 
-    async def push_pending(self) -> int:
-        """Send every request after the cursor; returns how many were sent. Stops at the first send failure."""
-        cursor = await asyncio.to_thread(self._client.get, keys.ADMIN_APPROVAL_REQUESTS_CURSOR) or "0-0"
-        entries = await asyncio.to_thread(
-            self._client.xrange, keys.RISK_APPROVAL_REQUESTS, f"({cursor}", "+", self._batch
-        )
-        sent = 0
-        for entry_id, fields in entries:
-            order_ref = str(fields.get("order_ref", ""))
-            parked = await asyncio.to_thread(self._client.hexists, keys.RISK_APPROVALS_PARKED, order_ref)
-            if parked:
-                try:
-                    _, reply = self._bot.controller.request_approval(
-                        "trade",
-                        str(fields.get("summary", "")),
-                        {"order_ref": order_ref},
-                        approval_id=order_ref,
-                        expires_ns=int(fields.get("deadline_ns", "")),
-                    )
-                except ValueError as exc:  # a malformed request: nothing to ask; counted and logged, skipped
-                    self.counters.add("approvals.malformed")
-                    log.error("approval request unusable", extra={"entry": entry_id, "error": str(exc)})
-                else:
-                    try:
-                        await self._bot.send(self._chat_id, reply)
-                    except TelegramError as exc:
-                        self.counters.add("approvals.push_failed")
-                        log.warning("approval request not sent; will retry", extra={"error": str(exc)})
-                        return sent
-                    sent += 1
-                    self.counters.add("approvals.requested")
-            else:
-                self.counters.add("approvals.skipped")
-            await asyncio.to_thread(self._client.set, keys.ADMIN_APPROVAL_REQUESTS_CURSOR, entry_id)
-        return sent
-
-    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
-        """Push until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await self.push_pending()
-            except redis.RedisError as exc:
-                self.counters.add("approvals.read_failed")
-                log.warning("approval request stream unreadable", extra={"error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+    async def _message(self, entry_id: str, fields: dict[str, str]) -> Reply | None:
+        order_ref = str(fields.get("order_ref", ""))
+        if not await asyncio.to_thread(self._client.hexists, keys.RISK_APPROVALS_PARKED, order_ref):
+            return None
+        try:
+            _, reply = self._bot.controller.request_approval(
+                "trade",
+                str(fields.get("summary", "")),
+                {"order_ref": order_ref},
+                approval_id=order_ref,
+                expires_ns=int(fields.get("deadline_ns", "")),
+            )
+        except ValueError as exc:  # a malformed request: nothing to ask
+            self.counters.add("approvals.malformed")
+            log.error("approval request unusable", extra={"entry": entry_id, "error": str(exc)})
+            return None
+        return reply
