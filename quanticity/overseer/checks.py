@@ -44,12 +44,17 @@ def staleness_finding(source: str, subject: str, age_s: float, rule: StalenessRu
     )
 
 
+_GRANULARITY_EPS = 1e-9
+
+
 def divergence_finding(sample: DivergenceSample, rule: DivergenceRule) -> Finding | None:
     """A finding when UW and IBKR disagree by at least the rule's ratio; non-finite inputs are skipped."""
     if not rule.enabled or not (math.isfinite(sample.uw) and math.isfinite(sample.ibkr)):
         return None
     reference = max(abs(sample.ibkr), rule.abs_floor)
-    if reference == 0.0:
+    # a difference within the values' granularity (one quote tick) is no disagreement; the epsilon
+    # keeps 0.10 − 0.05 (= 0.05000000000000001 in floats) a one-tick difference
+    if reference == 0.0 or abs(sample.uw - sample.ibkr) <= rule.min_difference + _GRANULARITY_EPS:
         return None
     ratio = abs(sample.uw - sample.ibkr) / reference
     if ratio < rule.warn_ratio:

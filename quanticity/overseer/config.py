@@ -44,12 +44,14 @@ class DivergenceRule(_Frozen):
     """|UW − IBKR| / max(|IBKR|, ``abs_floor``) at ``warn_ratio`` → WARNING, ``critical_ratio`` → CRITICAL.
 
     ``abs_floor`` keeps near-zero references (a far-OTM delta of 0.001) from turning rounding noise
-    into a 100 % divergence.
+    into a 100 % divergence; ``min_difference`` is the values' granularity (an option quote's one
+    tick): an absolute difference no larger than it is never a finding, whatever the ratio.
     """
 
     warn_ratio: PositiveFloat
     critical_ratio: PositiveFloat | None = None
     abs_floor: NonNegativeFloat = 0.0
+    min_difference: NonNegativeFloat = 0.0
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -98,7 +100,7 @@ def _default_divergence() -> dict[str, DivergenceRule]:
         "greeks": DivergenceRule(warn_ratio=0.10, critical_ratio=0.30, abs_floor=0.01),
         # relative spreads (of mid): judged against at least 10 % of mid, because for the tight, tick-quantised
         # ATM quotes one tick (or a 0DTE quote's drift within the pairing window) is already a 15-30 % change
-        "spread": DivergenceRule(warn_ratio=0.15, abs_floor=0.10),
+        "spread": DivergenceRule(warn_ratio=0.15, abs_floor=0.05, min_difference=0.05),
     }
 
 

@@ -22,7 +22,7 @@ divergence ``greeks``        UW: ``option_contracts`` — ``implied_volatility``
                              and put (:class:`~quanticity.messages.OptionQuote`, IBKR's model greeks)
                              at the snapshot's ``computed_at``. Sample ``{S} {OCC} iv`` per contract
                              found on both sides (matched by OCC symbol; root ``{S}`` or ``{S}W``)
-divergence ``spread``        the same two contracts' relative spread (ask − bid) / mid: UW
+divergence ``spread``        the same two contracts' quoted spread ask − bid (in dollars): UW
                              ``nbbo_bid``/``nbbo_ask`` vs IBKR bid/ask. Sample ``{S} {OCC} spread``
 divergence by metric name    ``analytics:{S}:divergence``: ``{metric: {ours, theirs, …}}`` when a
                              caller hands the analytics actor a UW value (``on_external``)
@@ -147,11 +147,16 @@ def occ_symbols(contract: OptionContract) -> tuple[str, ...]:
     return tuple(f"{root}{tail}{strike}" for root in (contract.underlying, f"{contract.underlying}W"))
 
 
-def relative_spread(bid: float, ask: float) -> float | None:
-    """(ask − bid) / mid of a two-sided market, else None (no bid, crossed, or not finite)."""
+def quoted_spread(bid: float, ask: float) -> float | None:
+    """ask − bid of a two-sided market, else None (no bid, crossed, or not finite).
+
+    In dollars, not relative to mid: the spread rule compares the two feeds' spreads with each other
+    (ratio to IBKR's), and its ``min_difference`` of one tick is a dollar amount — a relative spread
+    of a cheap 0DTE option jumps by tens of percent on one tick and would warn all afternoon.
+    """
     if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask < bid:
         return None
-    return (ask - bid) / ((ask + bid) / 2)
+    return ask - bid
 
 
 def to_ns(value: Any) -> int | None:
@@ -440,7 +445,7 @@ class RedisSnapshotReader:
             return None
 
     def _contract_pairs(self, symbol: str, now: int) -> list[DivergenceSample]:
-        """Implied vol and relative spread of the ATM call and put: UW ``option_contracts`` vs IBKR's quotes."""
+        """Implied vol and quoted spread of the ATM call and put: UW ``option_contracts`` vs IBKR's quotes."""
         found = self._uw_payload(self._contracts_endpoint, symbol, "uw_contracts")
         if found is None:
             return []
@@ -464,8 +469,8 @@ class RedisSnapshotReader:
         if uw_iv is not None and uw_iv > 0 and math.isfinite(quote.iv) and quote.iv > 0:
             samples.append(DivergenceSample("greeks", f"{symbol} {occ} iv", uw_iv, quote.iv))
         uw_bid, uw_ask = _number(record.get("nbbo_bid")), _number(record.get("nbbo_ask"))
-        uw_spread = relative_spread(uw_bid, uw_ask) if uw_bid is not None and uw_ask is not None else None
-        ibkr_spread = relative_spread(quote.bid, quote.ask)
+        uw_spread = quoted_spread(uw_bid, uw_ask) if uw_bid is not None and uw_ask is not None else None
+        ibkr_spread = quoted_spread(quote.bid, quote.ask)
         if uw_spread is not None and ibkr_spread is not None:
             samples.append(DivergenceSample("spread", f"{symbol} {occ} spread", uw_spread, ibkr_spread))
         return samples

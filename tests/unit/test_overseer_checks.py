@@ -75,6 +75,20 @@ def test_divergence_critical_level_floor_and_bad_numbers() -> None:
     )
 
 
+def test_spread_divergence_of_one_quote_tick_is_never_a_finding() -> None:
+    """Spreads are tick-quantised dollars: one tick apart is granularity, two ticks on a tight market is not."""
+    rule = CFG.divergence["spread"]
+    one_tick = [(0.10, 0.05), (0.05, 0.10), (0.15, 0.10), (0.55, 0.50)]
+    assert [divergence_finding(DivergenceSample("spread", "SPY", uw, ibkr), rule) for uw, ibkr in one_tick] == [
+        None
+    ] * len(one_tick)
+    two_ticks = divergence_finding(DivergenceSample("spread", "SPY", 0.15, 0.05), rule)
+    assert two_ticks is not None and two_ticks.value == pytest.approx(2.0)
+    # a wide market: more than a tick and past 15 % of IBKR's spread fires; under 15 % does not
+    assert divergence_finding(DivergenceSample("spread", "SPY", 0.60, 0.50), rule) is not None
+    assert divergence_finding(DivergenceSample("spread", "SPY", 0.5749, 0.50), rule) is None
+
+
 def test_spike_uses_the_floor_without_history_and_the_multiple_with_it() -> None:
     rule = SpikeRule(warn_floor=50, multiple=3, critical_at=300, min_baseline=5)
     assert spike_finding("slippage", Series("fills", (49.9,), ()), rule, "bps") is None
