@@ -40,6 +40,7 @@ from quanticity.risk.desk import MALFORMED_SIGNAL, Judgement, RiskDesk
 from quanticity.risk.gate import Exposure, RiskGate
 from quanticity.risk.store import RedisRiskStore
 from quanticity.session import RunSpec
+from quanticity.store.alerts import append_alert
 
 ROUTER_TIMEOUT_S = 10.0
 MONITOR_EVERY_S = 0.2
@@ -192,7 +193,7 @@ class RiskGateActor(ActorShell):
             self._deliver(intent)
 
     def _alert(self, level: str, text: str) -> None:
-        self.redis.xadd(keys.ALERTS, {"level": level, "text": text, "ts": time.time_ns()}, maxlen=10_000)
+        append_alert(self.redis, level, text, time.time_ns(), "risk")
         self.log.warning(text, extra={"level": level})
 
     # --- P&L and monitor ----------------------------------------------------------------------

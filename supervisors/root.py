@@ -55,6 +55,7 @@ from quanticity import keys
 from quanticity.config.models import QuanticityConfig
 from quanticity.observability.logs import configure_logging
 from quanticity.session import RunSpec
+from quanticity.store.alerts import append_alert
 from quanticity.store.client import connect
 from supervisors.placement import assign_symbols
 
@@ -522,14 +523,12 @@ class RootSupervisor:
             result["error"] = f"{type(exc).__name__}: {exc}"
             self.log.error("emergency action failed", extra={"action": action, "error": str(exc)})
         self._audit_emergency(emergency_id, "done" if result["ok"] else "failed", json.dumps(result, default=str))
-        self.redis.xadd(
-            keys.ALERTS,
-            {
-                "level": "EMERGENCY",
-                "text": f"{action} ({reason}): {json.dumps(result, default=str)}",
-                "ts": time.time_ns(),
-            },
-            maxlen=10_000,
+        append_alert(
+            self.redis,
+            "EMERGENCY",
+            f"{action} ({reason}): {json.dumps(result, default=str)}",
+            time.time_ns(),
+            "supervisor",
         )
         return result
 

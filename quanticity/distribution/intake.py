@@ -27,6 +27,7 @@ from quanticity.distribution.alerts import FillContext
 from quanticity.distribution.context import fill_context
 from quanticity.distribution.publisher import Publisher
 from quanticity.messages import Fill, PositionEvent, decode
+from quanticity.store.alerts import append_alert
 
 DEAD_LETTER_MAXLEN = 100_000
 _PATH = re.compile(r"at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`")
@@ -121,16 +122,13 @@ def dead_letter_record(
         "error": error,
         "record": json.dumps(fields, sort_keys=True),
     }
-    alert = {
-        "level": "WARNING",
-        "source": f"publisher:{publisher.channel}",
-        "ts": now,
-        "text": f"channel {publisher.channel!r}: {stream} entry {entry_id} cannot be published ({error}); "
-        f"moved to {keys.DISTRIBUTION_DEAD_LETTER}",
-    }
+    text = (
+        f"channel {publisher.channel!r}: {stream} entry {entry_id} cannot be published ({error}); "
+        f"moved to {keys.DISTRIBUTION_DEAD_LETTER}"
+    )
     pipe = client.pipeline(transaction=True)
     pipe.xadd(keys.DISTRIBUTION_DEAD_LETTER, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-    pipe.xadd(keys.ALERTS, alert, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+    append_alert(pipe, "WARNING", text, now, f"publisher:{publisher.channel}")
     pipe.execute()
     return True
 

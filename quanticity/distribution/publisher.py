@@ -61,6 +61,7 @@ from quanticity.distribution.senders.base import (
 )
 from quanticity.distribution.templates import render
 from quanticity.messages import Fill, PositionEvent
+from quanticity.store.alerts import alert_fields
 
 DEFAULT_RATE_LIMITS = DistributionFile().rate_limits
 PARENT_WAIT_S = 1.0
@@ -432,16 +433,14 @@ class Publisher:
             "text": delivery.text,
         }
         audit = self._audit(delivery, attempt, now, "dead_letter", error=error, cause=outcome)
-        alert = {
-            "level": "WARNING",
-            "source": f"publisher:{self.channel}",
-            "ts": now,
-            "text": (
-                f"{self.sender.platform} channel {self.channel!r}, tier {delivery.tier}: message {delivery.key} "
-                f"(ref {delivery.ref}) was not delivered after {attempt} attempts ({error}); it is in "
-                f"{keys.DISTRIBUTION_DEAD_LETTER} — check the chat, then replay it or let it go"
-            ),
-        }
+        alert = alert_fields(
+            "WARNING",
+            f"{self.sender.platform} channel {self.channel!r}, tier {delivery.tier}: message {delivery.key} "
+            f"(ref {delivery.ref}) was not delivered after {attempt} attempts ({error}); it is in "
+            f"{keys.DISTRIBUTION_DEAD_LETTER} — check the chat, then replay it or let it go",
+            now,
+            f"publisher:{self.channel}",
+        )
         self.schedule.dead(delivery.id, error, record, audit, alert)
         self.counters["dead"] += 1
         report.dead += 1

@@ -11,10 +11,8 @@ import asyncio
 
 import redis
 
-from quanticity import keys
 from quanticity.clock import Clock
-
-ALERTS_MAXLEN = 10_000
+from quanticity.store.alerts import append_alert
 
 
 class RedisAdminAlerts:
@@ -27,5 +25,4 @@ class RedisAdminAlerts:
 
     async def alert(self, level: str, text: str) -> None:
         """Append one alert; the blocking Redis call runs off the event loop."""
-        fields = {"level": level, "text": text, "ts": self._clock.now_ns(), "source": self._source}
-        await asyncio.to_thread(self._client.xadd, keys.ALERTS, fields, maxlen=ALERTS_MAXLEN, approximate=True)
+        await asyncio.to_thread(append_alert, self._client, level, text, self._clock.now_ns(), self._source)
